@@ -1,0 +1,76 @@
+"""The small Protocols the stages call. Adapters live in `infra/`; tests pass fakes or real local servers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Protocol, Sequence, runtime_checkable
+
+from schemas.records import Hit, MemoryItem
+
+
+@runtime_checkable
+class MemoryStore(Protocol):
+    """Per-user memory. Items come back oldest first; adding an item whose id exists is a no-op (idempotent)."""
+
+    async def items(self, user_id: str) -> list[MemoryItem]: ...
+
+    async def add(self, user_id: str, items: Sequence[MemoryItem]) -> list[MemoryItem]:
+        """Store the items that are new; return those actually added."""
+        ...
+
+    async def forget(self, user_id: str, item_id: Optional[str] = None) -> int:
+        """Delete one item, or all of the user's memory; return how many items were removed."""
+        ...
+
+
+@runtime_checkable
+class SearchBackend(Protocol):
+    name: str
+
+    async def search(self, query: str, limit: int = 5) -> list[Hit]: ...
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    seed: int
+
+    def batch_key(self) -> tuple[int, int, int, float]:
+        """Jobs with the same key can share one pipeline call."""
+        return (self.width, self.height, self.steps, self.guidance)
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    max_side: int
+
+
+@runtime_checkable
+class TextToImage(Protocol):
+    """A blocking text-to-image model; callers run it off the event loop."""
+
+    model_name: str
+    defaults: GenerationDefaults
+
+    def generate(self, jobs: Sequence[GenerationJob]) -> list["PILImage"]: ...
+
+
+@runtime_checkable
+class ImageStore(Protocol):
+    def put(self, data: bytes, name: str) -> str:
+        """Store bytes under a name; return the URI."""
+        ...
+
+    def get(self, uri: str) -> bytes: ...
+
+
+PILImage = object  # PIL.Image.Image; kept as a name so agents/ does not import Pillow at import time

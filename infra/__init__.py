@@ -1,0 +1,1 @@
+"""Adapters behind the ports in agents/, settings and metrics."""

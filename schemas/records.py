@@ -1,0 +1,308 @@
+"""One typed record per topic: the public API of gapstream.
+
+Each stage's record extends the one before it, so a message carries the whole context the next stage needs
+(request, gaps, facts with sources, prompt history, round) and no stage has to join topics. Unknown extra fields
+are ignored so older workers keep reading newer messages; a missing required field is a validation error, which
+the wiring turns into a dead letter.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+
+USER_ID_PATTERN = r"^[A-Za-z0-9_.@-]{1,128}$"
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
+MAX_PROMPT_CHARS = 4000
+MAX_SIDE = 2048
+MAX_STEPS = 150
+MAX_ROUNDS = 5
+MAX_DRAFTS = 8
+
+GapKind = Literal["knowledge", "memory", "preference", "ambiguity", "constraint"]
+Strategy = Literal["search", "memory", "reason", "default", "ask"]
+GapStatus = Literal["open", "filled", "unfilled"]
+Verdict = Literal["accept", "revise", "exhausted"]
+ResultStatus = Literal["completed", "failed", "needs_clarification"]
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=False, validate_assignment=False)
+
+
+class ImageRequest(_Record):
+    """`gapstream.requests`: what a user publishes. Only request_id, user_id and prompt are required."""
+
+    schema_version: int = SCHEMA_VERSION
+    request_id: str = Field(pattern=REQUEST_ID_PATTERN)
+    user_id: str = Field(pattern=USER_ID_PATTERN)
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+    width: Optional[int] = Field(default=None, ge=8, le=MAX_SIDE)
+    height: Optional[int] = Field(default=None, ge=8, le=MAX_SIDE)
+    steps: Optional[int] = Field(default=None, ge=1, le=MAX_STEPS)
+    guidance: Optional[float] = Field(default=None, ge=0.0, le=30.0)
+    seed: Optional[int] = Field(default=None, ge=0, le=2**32 - 1)
+    drafts: int = Field(default=1, ge=1, le=MAX_DRAFTS)
+    max_rounds: int = Field(default=2, ge=1, le=MAX_ROUNDS)
+    accept_score: Optional[float] = Field(default=None, ge=0.0, le=1.0)
+    allow_clarification: bool = False
+    parent_request_id: Optional[str] = Field(default=None, pattern=REQUEST_ID_PATTERN)
+    created_at: str = Field(default_factory=utc_now)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_has_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt is blank")
+        if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", value):
+            raise ValueError("prompt contains control characters")
+        return value
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_eight(cls, value: Optional[int]) -> Optional[int]:
+        if value is not None and value % 8:
+            raise ValueError(f"must be a multiple of 8, got {value}")
+        return value
+
+
+class Gap(_Record):
+    """Something the prompt leaves out that the image needs, and how it was (or was not) filled."""
+
+    id: str
+    kind: GapKind
+    description: str
+    strategy: Strategy
+    subject: str = ""
+    query: Optional[str] = None
+    time_sensitive: bool = False
+    status: GapStatus = "open"
+    value: Optional[str] = None
+    source: Optional[str] = None
+    reason: Optional[str] = None
+
+
+class ChecklistItem(_Record):
+    """One thing the image must show; `terms` are the words whose presence in the prompt the offline critic checks."""
+
+    id: str
+    text: str
+    terms: list[str] = Field(default_factory=list)
+    gap_id: Optional[str] = None
+
+
+class MemoryItem(_Record):
+    id: str
+    kind: Literal["fact", "preference"]
+    text: str
+    subject: str = ""
+    value: str = ""
+    source: str = "user"
+    created_at: str = Field(default_factory=utc_now)
+
+
+class StageTiming(_Record):
+    stage: str
+    round: int
+    seconds: float
+    at: str = Field(default_factory=utc_now)
+
+
+class _Envelope(_Record):
+    schema_version: int = SCHEMA_VERSION
+    request_id: str = Field(pattern=REQUEST_ID_PATTERN)
+    user_id: str = Field(pattern=USER_ID_PATTERN)
+    round: int = Field(default=0, ge=0, le=MAX_ROUNDS)
+    request: ImageRequest
+    timings: list[StageTiming] = Field(default_factory=list)
+    degraded: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ids_match_request(self) -> "_Envelope":
+        if self.request.request_id != self.request_id or self.request.user_id != self.user_id:
+            raise ValueError("request_id/user_id differ from the embedded request")
+        return self
+
+
+class GapsRecord(_Envelope):
+    """`gapstream.gaps`: the planner's gaps, checklist and the memory it used or wrote."""
+
+    gaps: list[Gap] = Field(default_factory=list)
+    checklist: list[ChecklistItem] = Field(default_factory=list)
+    memory_used: list[MemoryItem] = Field(default_factory=list)
+    memory_written: list[MemoryItem] = Field(default_factory=list)
+
+
+class Hit(_Record):
+    source: str
+    title: str = ""
+    text: str
+    score: float = 0.0
+    backend: str = ""
+    date: Optional[str] = None
+
+
+class Search(_Record):
+    gap_id: str
+    query: str
+    backend: str
+    hits: list[Hit] = Field(default_factory=list)
+    seconds: float = 0.0
+    error: Optional[str] = None
+
+
+class Fact(_Record):
+    id: str
+    gap_id: str
+    text: str
+    source: str
+    backend: str = ""
+    date: Optional[str] = None
+
+
+class SearchResultsRecord(GapsRecord):
+    """`gapstream.search-results`: gaps with knowledge filled from search, the searches made and the facts found."""
+
+    searches: list[Search] = Field(default_factory=list)
+    facts: list[Fact] = Field(default_factory=list)
+
+
+class GenerationParams(_Record):
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    seeds: list[int]
+
+
+class PromptAddition(_Record):
+    """A phrase the enricher added to the user's prompt, with the gap and source it came from."""
+
+    text: str
+    gap_id: str
+    source: str
+
+
+class CheckResult(_Record):
+    item_id: str
+    passed: bool
+    reason: str = ""
+
+
+class DraftScore(_Record):
+    uri: str
+    score: float
+    quality: dict[str, float] = Field(default_factory=dict)
+    problems: list[str] = Field(default_factory=list)
+
+
+class Critique(_Record):
+    round: int
+    verdict: Verdict
+    score: float
+    checks: list[CheckResult] = Field(default_factory=list)
+    drafts: list[DraftScore] = Field(default_factory=list)
+    feedback: list[str] = Field(default_factory=list)
+    prompt: str = ""
+
+
+class EnrichedPromptRecord(SearchResultsRecord):
+    """`gapstream.enriched-prompts`: the diffusion prompt of this round, traceable to gaps and sources."""
+
+    prompt: str
+    negative_prompt: str = ""
+    additions: list[PromptAddition] = Field(default_factory=list)
+    params: GenerationParams
+    prompt_history: list[str] = Field(default_factory=list)
+    critiques: list[Critique] = Field(default_factory=list)
+    best: Optional["ImageRef"] = None
+    best_score: Optional[float] = None
+    best_prompt: Optional[str] = None
+
+
+class ImageRef(_Record):
+    uri: str
+    sha256: str
+    width: int
+    height: int
+    seed: int
+
+
+class ImagesRecord(EnrichedPromptRecord):
+    """`gapstream.images`: every draft of this round, as URIs into the image store."""
+
+    images: list[ImageRef] = Field(min_length=1)
+    model: str = ""
+
+
+class CritiqueRecord(ImagesRecord):
+    """`gapstream.critiques`: this round's critique; `revise` re-enters enrichment, anything else is final."""
+
+    critique: Critique
+
+
+class ResultRecord(_Record):
+    """`gapstream.results`: exactly one per request, the final answer and the full trace of how the gap was closed."""
+
+    schema_version: int = SCHEMA_VERSION
+    request_id: str
+    user_id: str
+    status: ResultStatus
+    prompt: str = ""
+    negative_prompt: str = ""
+    images: list[ImageRef] = Field(default_factory=list)
+    best_image: Optional[ImageRef] = None
+    score: Optional[float] = None
+    rounds: int = 0
+    gaps: list[Gap] = Field(default_factory=list)
+    checklist: list[ChecklistItem] = Field(default_factory=list)
+    searches: list[Search] = Field(default_factory=list)
+    facts: list[Fact] = Field(default_factory=list)
+    additions: list[PromptAddition] = Field(default_factory=list)
+    critiques: list[Critique] = Field(default_factory=list)
+    memory_used: list[MemoryItem] = Field(default_factory=list)
+    memory_written: list[MemoryItem] = Field(default_factory=list)
+    timings: list[StageTiming] = Field(default_factory=list)
+    degraded: list[str] = Field(default_factory=list)
+    error: Optional[str] = None
+    request: Optional[ImageRequest] = None
+    finished_at: str = Field(default_factory=utc_now)
+
+
+class DeadLetter(_Record):
+    """`gapstream.dead-letters`: a message a stage could not process, with the reason and the original payload."""
+
+    schema_version: int = SCHEMA_VERSION
+    stage: str
+    error_class: str
+    error: str
+    retriable: bool = False
+    topic: str
+    partition: Optional[int] = None
+    offset: Optional[int] = None
+    key: Optional[str] = None
+    request_id: Optional[str] = None
+    payload: str
+    payload_encoding: Literal["utf-8", "base64"] = "utf-8"
+    payload_truncated: bool = False
+    at: str = Field(default_factory=utc_now)
+
+
+EnrichedPromptRecord.model_rebuild()
+ImagesRecord.model_rebuild()
+CritiqueRecord.model_rebuild()
