@@ -1,0 +1,74 @@
+"""Builds the adapters behind the stage ports from settings: the one place that chooses backends."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Optional
+
+from agents.ports import ImageStore, MemoryStore, SearchBackend, TextToImage
+from infra.settings import Settings
+
+STAGES = ("planner", "searcher", "enricher", "generator", "critic", "publisher")
+
+
+class UnknownStageError(ValueError):
+    pass
+
+
+def parse_stages(spec: Optional[str]) -> tuple[str, ...]:
+    """`planner,searcher` → ordered, de-duplicated stage names; empty or 'all' → every stage."""
+    if spec is None or spec.strip() in ("", "all"):
+        return STAGES
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in STAGES]
+    if unknown:
+        raise UnknownStageError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+    return tuple(stage for stage in STAGES if stage in names)
+
+
+@dataclass
+class Backends:
+    settings: Settings
+    redis_url: str
+    memory: MemoryStore
+    dedupe: "RedisDedupe"  # noqa: F821 - infra.redis_memory, imported lazily
+    image_store: ImageStore
+    search: list[SearchBackend] = field(default_factory=list)
+    text_to_image: Optional[TextToImage] = None
+    _redis: object = None
+
+    async def aclose(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
+async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, ...]) -> Backends:
+    """Only what the chosen stages need is built: a CPU-only worker never imports torch."""
+    import redis.asyncio as aioredis
+
+    from infra.image_store import open_image_store
+    from infra.redis_memory import RedisDedupe, RedisMemoryStore
+
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=3,
+                                     health_check_interval=30)
+    search: list[SearchBackend] = []
+    if "searcher" in stages and settings.corpus_dir is not None:
+        from infra.corpus import CorpusSearch
+
+        search.append(await asyncio.to_thread(CorpusSearch, settings.corpus_dir))
+    text_to_image = None
+    if "generator" in stages:
+        from infra.diffusion import load_text_to_image
+
+        text_to_image = await asyncio.to_thread(load_text_to_image, settings)
+    return Backends(
+        settings=settings,
+        redis_url=redis_url,
+        memory=RedisMemoryStore(client, ttl_s=settings.memory_ttl_s),
+        dedupe=RedisDedupe(client),
+        image_store=open_image_store(settings.image_store),
+        search=search,
+        text_to_image=text_to_image,
+        _redis=client,
+    )

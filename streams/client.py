@@ -1,0 +1,143 @@
+"""A plain aiokafka client of the public topics: create them, publish requests, wait for results.
+
+This is what any user's pipeline does; it shares nothing with the workers but the topic contracts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Optional
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from infra.settings import Settings
+from schemas.records import ImageRequest, ResultRecord
+from schemas.topics import ALL_TOPICS, REQUESTS, RESULTS
+
+
+class ResultTimeout(TimeoutError):
+    retriable = True
+
+
+async def ensure_topics(bootstrap: str, settings: Settings) -> None:
+    """Create every topic with the configured partitions; existing topics are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(spec.name(settings.topic_prefix), num_partitions=settings.topic_partitions, replication_factor=1)
+            for spec in ALL_TOPICS
+            if spec.name(settings.topic_prefix) not in existing
+        ]
+        for topic in wanted:  # one by one: a concurrent creator makes one fail, not all
+            try:
+                await admin.create_topics([topic])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+def new_producer(bootstrap: str) -> AIOKafkaProducer:
+    # No idempotence: the embedded Tansu broker rejects it. Delivery is at-least-once and every stage dedupes.
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, enable_idempotence=False)
+
+
+async def publish_request(producer: AIOKafkaProducer, settings: Settings, request: ImageRequest) -> None:
+    await producer.send_and_wait(
+        REQUESTS.name(settings.topic_prefix),
+        key=request.request_id.encode(),
+        value=request.model_dump_json(exclude_none=True).encode(),
+    )
+
+
+class ResultWatcher:
+    """Reads `results` from its current end, so results published after `start()` are seen and older ones not."""
+
+    def __init__(self, bootstrap: str, settings: Settings) -> None:
+        self.topic = RESULTS.name(settings.topic_prefix)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms, auto_offset_reset="latest",
+        )
+        self._pending: dict[str, ResultRecord] = {}
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            await self._consumer.stop()
+            raise RuntimeError(f"topic {self.topic} does not exist; is the deployment running?")
+        assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer.assign(assigned)
+        await self._consumer.seek_to_end(*assigned)
+        for tp in assigned:  # resolve the lazy seek now, before the caller publishes anything
+            await self._consumer.position(tp)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def wait(self, request_id: str, timeout_s: float) -> ResultRecord:
+        deadline = time.monotonic() + timeout_s
+        while request_id not in self._pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ResultTimeout(f"no result for {request_id} within {timeout_s:.0f} s")
+            batches = await self._consumer.getmany(timeout_ms=int(min(left, 1.0) * 1000))
+            for messages in batches.values():
+                for message in messages:
+                    result = _parse_result(message.value)
+                    if result is not None:
+                        self._pending.setdefault(result.request_id, result)
+        return self._pending.pop(request_id)
+
+
+def _parse_result(value: Optional[bytes]) -> Optional[ResultRecord]:
+    if not value:
+        return None
+    try:
+        return ResultRecord.model_validate(json.loads(value))
+    except ValueError:
+        return None  # someone else's garbage on the results topic is not ours to fail on
+
+
+async def submit_and_wait(
+    bootstrap: str, settings: Settings, request: ImageRequest, timeout_s: Optional[float]
+) -> Optional[ResultRecord]:
+    """Publish one request; with a timeout, wait for its result."""
+    watcher: Optional[ResultWatcher] = None
+    if timeout_s is not None:
+        watcher = ResultWatcher(bootstrap, settings)
+        await watcher.start()
+    try:
+        producer = new_producer(bootstrap)
+        await producer.start()
+        try:
+            await publish_request(producer, settings, request)
+        finally:
+            await producer.stop()
+        if watcher is None:
+            return None
+        return await watcher.wait(request.request_id, timeout_s)  # type: ignore[arg-type]
+    finally:
+        if watcher is not None:
+            await watcher.stop()
+
+
+async def wait_for_broker(bootstrap: str, timeout_s: float = 15.0) -> None:
+    host, _, port = bootstrap.rpartition(":")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(host or "127.0.0.1", int(port))
+            writer.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise ConnectionError(f"cannot reach the Kafka broker at {bootstrap}") from None
+            await asyncio.sleep(0.1)

@@ -1,0 +1,196 @@
+"""The wiring: which stage reads which topic, writes where, and with which backends.
+
+`Worker` runs a chosen set of stages in one process, each stage as its own Faust app and consumer group, so any
+split of stages across processes and hosts sees every message once per stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Optional
+
+from agents.publisher import build_result, is_final
+from infra import metrics
+from infra.settings import Settings
+from schemas.records import CritiqueRecord
+from schemas.topics import (
+    CRITIQUES,
+    ENRICHED_PROMPTS,
+    GAPS,
+    IMAGES,
+    REQUESTS,
+    RESULTS,
+    SEARCH_RESULTS,
+    TopicSpec,
+)
+from streams.backends import Backends, open_backends
+from streams.client import ensure_topics
+from streams.faust_app import make_app
+from streams.stages import Delivery, Handler, StageProcessor
+
+log = logging.getLogger("gapstream.worker")
+
+
+def stage_handlers(stage: str, backends: Backends) -> list[tuple[TopicSpec, Handler]]:
+    """The input topics of a stage and what it does with each record."""
+    settings = backends.settings
+    if stage == "planner":
+        from agents.planner import HeuristicPlanner
+
+        planner = HeuristicPlanner(backends.memory)
+
+        async def plan(request: Any):
+            record = await planner(request)
+            _count_gaps(record.gaps, "planned")
+            return [(GAPS, record)]
+
+        return [(REQUESTS, plan)]
+    if stage == "searcher":
+        from agents.searcher import Searcher
+
+        searcher = Searcher(backends.search)
+
+        async def search(record: Any):
+            return [(SEARCH_RESULTS, await searcher(record))]
+
+        return [(GAPS, search)]
+    if stage == "enricher":
+        from agents.enricher import Enricher
+        from infra.diffusion import generation_defaults
+
+        enricher = Enricher(generation_defaults(settings))
+
+        async def enrich(record: Any):
+            return [(ENRICHED_PROMPTS, await enricher(record))]
+
+        async def revise(record: CritiqueRecord):
+            if is_final(record):
+                return None  # the publisher's
+            return [(ENRICHED_PROMPTS, await enricher(record))]
+
+        return [(SEARCH_RESULTS, enrich), (CRITIQUES, revise)]
+    if stage == "generator":
+        from agents.generator import Generator
+
+        generator = Generator(backends.text_to_image, backends.image_store)
+
+        async def generate(record: Any):
+            images = await generator(record)
+            metrics.IMAGES.labels(images.model or "unknown").inc(len(images.images))
+            return [(IMAGES, images)]
+
+        return [(ENRICHED_PROMPTS, generate)]
+    if stage == "critic":
+        from agents.critic import QualityCritic
+
+        critic = QualityCritic(backends.image_store, accept_score=settings.accept_score)
+
+        async def critique(record: Any):
+            return [(CRITIQUES, await critic(record))]
+
+        return [(IMAGES, critique)]
+    if stage == "publisher":
+
+        async def publish(record: CritiqueRecord):
+            if not is_final(record):
+                return None  # the enricher's
+            if not await backends.dedupe.claim(f"result:{record.request_id}", settings.dedupe_ttl_s):
+                return None  # a redelivered final critique: the result is out already
+            result = build_result(record)
+            metrics.RESULTS.labels(result.status).inc()
+            metrics.ROUNDS.observe(result.rounds)
+            metrics.REQUEST_SECONDS.observe(sum(t.seconds for t in result.timings))
+            _count_gaps(result.gaps, "final")
+            return [(RESULTS, result)]
+
+        return [(CRITIQUES, publish)]
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def _count_gaps(gaps: Any, when: str) -> None:
+    if when != "final":
+        return
+    for gap in gaps:
+        metrics.GAPS.labels(gap.kind, gap.strategy, gap.status).inc()
+
+
+class Worker:
+    """`async with Worker(settings, bootstrap, redis_url, stages):` runs those stages until the block ends."""
+
+    def __init__(self, settings: Settings, bootstrap: str, redis_url: str, stages: tuple[str, ...]) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.redis_url = redis_url
+        self.stages = stages
+        self.backends: Optional[Backends] = None
+        self.apps: list[Any] = []
+
+    async def start(self) -> None:
+        started = time.perf_counter()
+        await ensure_topics(self.bootstrap, self.settings)
+        self.backends = await open_backends(self.settings, self.redis_url, self.stages)
+        for stage in self.stages:
+            self.apps.append(self._build_app(stage))
+        await asyncio.gather(*(app.start() for app in self.apps))
+        log.info("stages %s started in %.2f s", ",".join(self.stages), time.perf_counter() - started)
+
+    async def wait_assigned(self, timeout_s: float = 30.0) -> None:
+        """Until every stage's consumer owns partitions (handy before measuring; not needed for correctness)."""
+        deadline = time.monotonic() + timeout_s
+        while not all(app.consumer.assignment() for app in self.apps):
+            if time.monotonic() > deadline:
+                raise TimeoutError("stages did not join their consumer groups in time")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(app.stop() for app in self.apps), return_exceptions=True)
+        self.apps.clear()
+        if self.backends is not None:
+            await self.backends.aclose()
+            self.backends = None
+
+    async def __aenter__(self) -> "Worker":
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _build_app(self, stage: str) -> Any:
+        assert self.backends is not None
+        settings = self.settings
+        app = make_app(settings, stage, self.bootstrap)
+        topics: dict[str, Any] = {}
+
+        def topic(spec: TopicSpec) -> Any:
+            if spec.suffix not in topics:
+                topics[spec.suffix] = app.topic(
+                    spec.name(settings.topic_prefix), key_type=bytes, value_type=bytes,
+                    partitions=settings.topic_partitions,
+                )
+            return topics[spec.suffix]
+
+        async def send(spec: TopicSpec, key: str, value: bytes) -> None:
+            # Wait for the broker's ack: the input is only acked (and its offset committed) after this returns.
+            delivered = await topic(spec).send(key=key.encode("utf-8"), value=value)
+            await delivered
+
+        for source, handler in stage_handlers(stage, self.backends):
+            processor = StageProcessor(stage, source, handler, send, settings, self.backends.dedupe)
+
+            async def agent(stream: Any, processor: StageProcessor = processor) -> None:
+                async for event in stream.events():
+                    message = event.message
+                    await processor.process(Delivery(
+                        topic=message.topic, partition=message.partition, offset=message.offset,
+                        key=message.key, value=message.value or b"",
+                    ))
+
+            app.agent(topic(source), name=f"{stage}.{source.suffix}")(agent)
+        return app

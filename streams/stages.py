@@ -1,0 +1,220 @@
+"""One stream processor per stage: decode, deduplicate, run the stage, send, and turn every failure into data.
+
+Faust acks a message even when an agent raises, and then restarts the agent; so nothing here may raise out of
+`StageProcessor.process`. A message that cannot be processed becomes a dead letter with its reason and payload,
+and when it names a request, that request gets a `failed` result so nobody waits on it forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Optional, Sequence
+
+from pydantic import BaseModel, ValidationError
+
+from agents.publisher import failed_result
+from infra import metrics
+from infra.settings import Settings
+from schemas.records import DeadLetter, StageTiming
+from schemas.topics import DEAD_LETTERS, RESULTS, TopicSpec
+
+log = logging.getLogger("gapstream.stages")
+
+MAX_DEAD_LETTER_PAYLOAD = 64 * 1024
+RETRY_DELAYS_S = (0.2, 1.0, 3.0)
+
+Outputs = Sequence[tuple[TopicSpec, BaseModel]]
+Handler = Callable[[Any], Awaitable[Optional[Outputs]]]
+Sender = Callable[[TopicSpec, str, bytes], Awaitable[None]]
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Read the error's own `retriable` flag (aiokafka, our adapters) before falling back to its type."""
+    flag = getattr(exc, "retriable", None)
+    if isinstance(flag, bool):
+        return flag
+    if isinstance(exc, (ConnectionError, TimeoutError, asyncio.TimeoutError)):
+        return True
+    try:
+        import redis.exceptions as redis_errors
+    except ImportError:  # pragma: no cover - redis is a core dependency
+        return False
+    return isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError))
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 6) -> str:
+    parts = []
+    for error in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in error.get("loc", ())) or "message"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def encode(record: BaseModel) -> bytes:
+    return record.model_dump_json(exclude_none=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a message came from, for dead letters."""
+
+    topic: str
+    partition: Optional[int]
+    offset: Optional[int]
+    key: Optional[bytes]
+    value: bytes
+
+
+class StageProcessor:
+    """Runs one stage's handler over the messages of one input topic."""
+
+    def __init__(
+        self,
+        stage: str,
+        source: TopicSpec,
+        handler: Handler,
+        send: Sender,
+        settings: Settings,
+        dedupe: Any,
+    ) -> None:
+        self.stage = stage
+        self.source = source
+        self.handler = handler
+        self.send = send
+        self.settings = settings
+        self.dedupe = dedupe
+
+    async def process(self, delivery: Delivery) -> None:
+        started = time.perf_counter()
+        metrics.STAGE_IN_FLIGHT.labels(self.stage).inc()
+        try:
+            outcome = await self._process(delivery, started)
+        except Exception as exc:  # the last line of defence: an error here must not kill the agent
+            log.exception("stage %s failed to handle a failure", self.stage)
+            outcome = "internal-error"
+            metrics.STAGE_ERRORS.labels(self.stage, type(exc).__name__).inc()
+        finally:
+            metrics.STAGE_IN_FLIGHT.labels(self.stage).dec()
+        metrics.STAGE_EVENTS.labels(self.stage, outcome).inc()
+        metrics.STAGE_SECONDS.labels(self.stage).observe(time.perf_counter() - started)
+
+    async def _process(self, delivery: Delivery, started: float) -> str:
+        try:
+            payload = json.loads(delivery.value)
+        except (UnicodeDecodeError, ValueError) as exc:
+            await self._dead_letter(delivery, exc, f"not JSON: {exc}", None)
+            return "dead-letter"
+        if not isinstance(payload, dict):
+            error = ValueError(f"expected a JSON object, got {type(payload).__name__}")
+            await self._dead_letter(delivery, error, str(error), None)
+            return "dead-letter"
+        try:
+            record = self.source.record.model_validate(payload)
+        except ValidationError as exc:
+            reason = f"invalid {self.source.suffix} record: {describe_validation_error(exc)}"
+            await self._dead_letter(delivery, exc, reason, payload)
+            return "dead-letter"
+
+        dedupe_key = f"{self.stage}:{self.source.suffix}:{record.request_id}:{getattr(record, 'round', 0)}"
+        if await self._seen(dedupe_key):
+            return "duplicate"
+        try:
+            outputs = await self._run_with_retries(record)
+        except Exception as exc:  # a stage error is data: dead letter + failed result
+            retriable = is_retriable(exc)
+            reason = f"{type(exc).__name__}: {exc}" + (" (retries exhausted)" if retriable else "")
+            await self._dead_letter(delivery, exc, reason, payload, retriable=retriable)
+            return "dead-letter"
+        if outputs is None:
+            return "skipped"
+        seconds = time.perf_counter() - started
+        for topic, out in outputs:
+            timings = getattr(out, "timings", None)
+            if isinstance(timings, list):
+                timings.append(StageTiming(stage=self.stage, round=getattr(record, "round", 0), seconds=seconds))
+            await self.send(topic, out.request_id, encode(out))  # type: ignore[attr-defined]
+        await self._mark(dedupe_key)
+        return "ok"
+
+    async def _run_with_retries(self, record: Any) -> Optional[Outputs]:
+        for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
+            try:
+                return await self.handler(record)
+            except Exception as exc:
+                if delay is None or not is_retriable(exc):
+                    raise
+                log.warning("stage %s: retriable %s (attempt %d), retrying in %.1fs",
+                            self.stage, type(exc).__name__, attempt + 1, delay)
+                await asyncio.sleep(delay)
+        return None  # unreachable: the last attempt either returns or raises
+
+    async def _seen(self, key: str) -> bool:
+        try:
+            return await self.dedupe.seen(key)
+        except Exception as exc:  # without Redis we cannot dedupe; processing twice beats losing the message
+            log.warning("dedupe check unavailable (%s); processing anyway", type(exc).__name__)
+            return False
+
+    async def _mark(self, key: str) -> None:
+        try:
+            await self.dedupe.mark(key, self.settings.dedupe_ttl_s)
+        except Exception as exc:
+            log.warning("dedupe mark unavailable (%s)", type(exc).__name__)
+
+    async def _dead_letter(
+        self,
+        delivery: Delivery,
+        exc: BaseException,
+        reason: str,
+        payload: Optional[dict],
+        retriable: bool = False,
+    ) -> None:
+        metrics.STAGE_ERRORS.labels(self.stage, type(exc).__name__).inc()
+        metrics.DEAD_LETTERS.labels(self.stage).inc()
+        body, encoding, truncated = _payload_text(delivery.value)
+        key = delivery.key.decode("utf-8", "replace") if delivery.key else None
+        request_id = payload.get("request_id") if payload else None
+        letter = DeadLetter(
+            stage=self.stage,
+            error_class=type(exc).__name__,
+            error=reason[:4000],
+            retriable=retriable,
+            topic=delivery.topic,
+            partition=delivery.partition,
+            offset=delivery.offset,
+            key=key,
+            request_id=request_id if isinstance(request_id, str) else None,
+            payload=body,
+            payload_encoding=encoding,
+            payload_truncated=truncated,
+        )
+        await self.send(DEAD_LETTERS, key or "", encode(letter))
+        log.warning("stage %s: dead letter from %s[%s]@%s: %s", self.stage, delivery.topic,
+                    delivery.partition, delivery.offset, reason[:300])
+        if payload is None:
+            return
+        result = failed_result(payload, self.stage, reason[:1000])
+        if result is not None and await self._claim_result(result.request_id):
+            await self.send(RESULTS, result.request_id, encode(result))
+            metrics.RESULTS.labels("failed").inc()
+
+    async def _claim_result(self, request_id: str) -> bool:
+        try:
+            return await self.dedupe.claim(f"result:{request_id}", self.settings.dedupe_ttl_s)
+        except Exception:
+            return True
+
+
+def _payload_text(value: bytes) -> tuple[str, str, bool]:
+    truncated = len(value) > MAX_DEAD_LETTER_PAYLOAD
+    value = value[:MAX_DEAD_LETTER_PAYLOAD]
+    try:
+        return value.decode("utf-8"), "utf-8", truncated
+    except UnicodeDecodeError:
+        return base64.b64encode(value).decode("ascii"), "base64", truncated
