@@ -1,0 +1,190 @@
+"""The enrich stage: the user's prompt plus one phrase per filled gap, each traceable to its gap and source.
+
+The prompt is comma-separated phrases with the user's words first and the most specific additions next (searched
+facts, remembered things, the style), because CLIP reads only the first 77 tokens. A revised round moves what the
+critic found missing up front, right after the user's words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Optional, Union
+
+from agents.memory import contains_phrase
+from agents.ports import GenerationDefaults
+from schemas.records import (
+    MAX_ROUNDS,
+    ChecklistItem,
+    CritiqueRecord,
+    EnrichedPromptRecord,
+    Gap,
+    GenerationParams,
+    PromptAddition,
+    SearchResultsRecord,
+)
+
+DEFAULT_NEGATIVE = ("blurry", "low quality", "watermark", "jpeg artifacts", "deformed")
+QUALITY_BOOST = "sharp focus, high contrast, rich detail"
+# About 77 CLIP tokens; words beyond this are not seen, so default phrases past it are dropped, not sent.
+MAX_PROMPT_WORDS = 60
+_GAP_ORDER = {"knowledge": 0, "memory": 1, "ambiguity": 2, "constraint": 2, "preference": 3}
+_STYLE_NOUNS = re.compile(r"\b(?:style|art|painting|sketch(?:es)?|drawing|illustration|render|photo(?:graph)?)$", re.I)
+
+
+def _phrase(gap: Gap) -> str:
+    """The words a filled gap adds to the prompt."""
+    value = re.sub(r"\s+", " ", gap.value or "").strip()
+    if gap.kind == "knowledge":
+        value = re.sub(r"^(?:the|a|an)\s+", "", value, flags=re.I)
+        value = value.replace(";", ",").rstrip(".!? ")
+    elif gap.subject == "style" and not _STYLE_NOUNS.search(value):
+        value = f"{value} style"
+    return value.strip(" ,")
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def derive_seed(base: int, round_: int, draft: int) -> int:
+    """A 32-bit seed per (round, draft), stable across processes; round 0 draft 0 keeps the base seed itself."""
+    if round_ == 0 and draft == 0:
+        return base
+    digest = hashlib.sha256(f"{base}:{round_}:{draft}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def seeds_for(request_id: str, seed: Optional[int], round_: int, drafts: int) -> list[int]:
+    base = seed if seed is not None else int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:4], "big")
+    out: list[int] = []
+    for draft in range(drafts):
+        value = derive_seed(base, round_, draft)
+        while value in out:  # a collision would render the same draft twice
+            value = (value + 1) % 2**32
+        out.append(value)
+    return out
+
+
+class Enricher:
+    """`EnrichedPromptRecord` from search results (round 0) or from a `revise` critique (the next round). Async."""
+
+    def __init__(self, defaults: GenerationDefaults) -> None:
+        if not isinstance(defaults, GenerationDefaults):
+            raise ValueError(f"defaults must be GenerationDefaults, got {type(defaults).__name__}")
+        self.defaults = defaults
+
+    async def __call__(self, record: Union[SearchResultsRecord, CritiqueRecord]) -> EnrichedPromptRecord:
+        return self.enrich(record)
+
+    def enrich(self, record: Union[SearchResultsRecord, CritiqueRecord]) -> EnrichedPromptRecord:
+        if isinstance(record, CritiqueRecord):
+            return self._revise(record)
+        if isinstance(record, EnrichedPromptRecord):
+            raise ValueError("already enriched: only search results or a critique can be enriched")
+        if not isinstance(record, SearchResultsRecord):
+            raise ValueError(f"expected SearchResultsRecord or CritiqueRecord, got {type(record).__name__}")
+        prompt, additions = self._compose(record, failed=[], quality_problems=False)
+        return self._record(record, round_=0, prompt=prompt, additions=additions, carry={})
+
+    def _revise(self, record: CritiqueRecord) -> EnrichedPromptRecord:
+        if record.critique.verdict != "revise":
+            raise ValueError(f"critique verdict is {record.critique.verdict!r}; only 'revise' starts a new round")
+        round_ = record.round + 1
+        if round_ >= record.request.max_rounds or round_ > MAX_ROUNDS:
+            raise ValueError(f"round {round_} exceeds max_rounds={record.request.max_rounds}")
+        failed_ids = {c.item_id for c in record.critique.checks if not c.passed}
+        failed = [item for item in record.checklist if item.id in failed_ids]
+        problems = any(d.problems for d in record.critique.drafts)
+        prompt, additions = self._compose(record, failed=failed, quality_problems=problems)
+        carry = {
+            "critiques": [c.model_dump() for c in [*record.critiques, record.critique]],
+            "prompt_history": [*record.prompt_history, record.prompt],
+            "best": record.best.model_dump() if record.best else None,
+            "best_score": record.best_score,
+            "best_prompt": record.best_prompt,
+        }
+        return self._record(record, round_=round_, prompt=prompt, additions=additions, carry=carry)
+
+    def _compose(
+        self, record: SearchResultsRecord, failed: list[ChecklistItem], quality_problems: bool
+    ) -> tuple[str, list[PromptAddition]]:
+        user = re.sub(r"\s+", " ", record.request.prompt).strip().rstrip(".,;: ")
+        gaps = {g.id: g for g in record.gaps}
+        filled = sorted(
+            (g for g in record.gaps if g.status == "filled" and g.value and g.source),
+            key=lambda g: (_GAP_ORDER.get(g.kind, 2), int(g.id[1:]) if g.id[1:].isdigit() else 0),
+        )
+        # What the critic found missing goes right after the user's words; the rest keeps its usual order.
+        failed_gaps = {item.gap_id for item in failed if item.gap_id in gaps}
+
+        additions: list[PromptAddition] = []
+        parts = [user]
+
+        def add(text: str, gap_id: str, source: str) -> None:
+            text = text.strip(" ,")
+            if text and not contains_phrase(", ".join(parts), text):
+                parts.append(text)
+                additions.append(PromptAddition(text=text, gap_id=gap_id, source=source))
+
+        def add_gap(gap: Gap) -> None:
+            if gap.source == "default" and gap.id not in failed_gaps:
+                if _words(", ".join([*parts, _phrase(gap)])) > MAX_PROMPT_WORDS:
+                    return
+            add(_phrase(gap), gap.id, gap.source or "")
+
+        def spell_out(item: ChecklistItem) -> None:
+            # Anything a failed item names that is still absent is spelled out, so the next check can pass.
+            missing = [t for t in item.terms if not contains_phrase(", ".join(parts), t)]
+            if missing:
+                gap = gaps.get(item.gap_id or "")
+                add(" ".join(missing), item.gap_id or "", gap.source if gap and gap.source else "request")
+
+        for gap in (g for g in filled if g.id in failed_gaps):
+            add_gap(gap)
+        for item in failed:
+            spell_out(item)
+        for gap in (g for g in filled if g.id not in failed_gaps):
+            add_gap(gap)
+        if quality_problems:
+            add(QUALITY_BOOST, "", "critique:quality")
+        return ", ".join(parts), additions
+
+    def _negative(self, record: SearchResultsRecord) -> str:
+        terms: list[str] = []
+        for term in [*record.request.negative_prompt.split(","), *DEFAULT_NEGATIVE]:
+            term = re.sub(r"\s+", " ", term).strip()
+            if term and term.lower() not in {t.lower() for t in terms}:
+                terms.append(term)
+        return ", ".join(terms)
+
+    def _params(self, record: SearchResultsRecord, round_: int) -> GenerationParams:
+        request, defaults = record.request, self.defaults
+        width = request.width or defaults.width
+        height = request.height or defaults.height
+        for name, side in (("width", width), ("height", height)):
+            if side > defaults.max_side:
+                raise ValueError(f"{name} {side} exceeds the maximum side {defaults.max_side}")
+            if side < 8 or side % 8:
+                raise ValueError(f"{name} must be a positive multiple of 8, got {side}")
+        steps = request.steps or defaults.steps
+        guidance = request.guidance if request.guidance is not None else defaults.guidance
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        seeds = seeds_for(request.request_id, request.seed, round_, request.drafts)
+        return GenerationParams(width=width, height=height, steps=steps, guidance=guidance, seeds=seeds)
+
+    def _record(self, record: SearchResultsRecord, round_: int, prompt: str, additions: list[PromptAddition],
+                carry: dict) -> EnrichedPromptRecord:
+        base = record.model_dump(include=set(SearchResultsRecord.model_fields))
+        return EnrichedPromptRecord.model_validate(
+            {
+                **base,
+                "round": round_,
+                "prompt": prompt,
+                "negative_prompt": self._negative(record),
+                "additions": [a.model_dump() for a in additions],
+                "params": self._params(record, round_).model_dump(),
+                **carry,
+            }
+        )

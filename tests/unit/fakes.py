@@ -1,0 +1,109 @@
+"""Small in-memory stand-ins for the ports, shared by the unit tests of the heuristic stages."""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from schemas.records import Hit, MemoryItem
+
+
+class FakeMemoryStore:
+    """`MemoryStore` over a dict of users; `fail` makes every call raise it, as an unreachable Redis would."""
+
+    def __init__(self, fail: Optional[BaseException] = None) -> None:
+        self.data: dict[str, dict[str, MemoryItem]] = {}
+        self.fail = fail
+        self.calls: list[tuple[str, str]] = []
+
+    async def items(self, user_id: str) -> list[MemoryItem]:
+        self.calls.append(("items", user_id))
+        if self.fail:
+            raise self.fail
+        return list(self.data.get(user_id, {}).values())
+
+    async def add(self, user_id: str, items: Sequence[MemoryItem]) -> list[MemoryItem]:
+        self.calls.append(("add", user_id))
+        if self.fail:
+            raise self.fail
+        mine = self.data.setdefault(user_id, {})
+        added = []
+        for item in items:
+            if item.id not in mine:
+                mine[item.id] = item
+                added.append(item)
+        return added
+
+    async def forget(self, user_id: str, item_id: Optional[str] = None) -> int:
+        mine = self.data.get(user_id, {})
+        if item_id is None:
+            self.data.pop(user_id, None)
+            return len(mine)
+        return 1 if mine.pop(item_id, None) else 0
+
+
+class FakeImageStore:
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def put(self, data: bytes, name: str) -> str:
+        uri = f"mem://{name}"
+        self.blobs[uri] = bytes(data)
+        return uri
+
+    def get(self, uri: str) -> bytes:
+        return self.blobs[uri]
+
+
+class FakeBackend:
+    """A search backend with canned hits per query word; `error` makes it raise, `delay` makes it slow."""
+
+    def __init__(self, name: str, hits: Sequence[Hit] = (), error: Optional[BaseException] = None,
+                 delay: float = 0.0) -> None:
+        self.name = name
+        self.hits = list(hits)
+        self.error = error
+        self.delay = delay
+        self.queries: list[str] = []
+
+    async def search(self, query: str, limit: int = 5) -> list[Hit]:
+        import asyncio
+
+        self.queries.append(query)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.error:
+            raise self.error
+        words = set(re.findall(r"\w+", query.lower()))
+        return [h for h in self.hits if words & set(re.findall(r"\w+", f"{h.title} {h.text}".lower()))][:limit]
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array.astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def noise_png(size: int = 64, seed: int = 0) -> bytes:
+    return png(np.random.default_rng(seed).integers(0, 256, (size, size, 3)))
+
+
+def flat_png(size: int = 64, level: int = 128) -> bytes:
+    return png(np.full((size, size, 3), level))
+
+
+def gradient_png(width: int = 64, height: int = 64) -> bytes:
+    """A smooth full-range picture: what a well-formed image looks like to the quality checks."""
+    x = np.linspace(0, 255, width)[None, :]
+    y = np.linspace(0, 255, height)[:, None]
+    gray = (0.6 * x + 0.4 * y)
+    return png(np.stack([gray, np.flipud(gray), np.full_like(gray, 90.0)], axis=-1))
+
+
+def low_contrast_png(size: int = 64, seed: int = 1) -> bytes:
+    base = 120 + np.random.default_rng(seed).integers(0, 30, (size, size))
+    return png(np.stack([base] * 3, axis=-1))
