@@ -21,6 +21,9 @@ from schemas.records import Hit
 
 log = logging.getLogger(__name__)
 
+# bm25s pins its logger to DEBUG at import, which would print on every index build; leave it to the app's level.
+logging.getLogger("bm25s").setLevel(logging.NOTSET)
+
 SUFFIXES = (".md", ".markdown", ".txt", ".json")
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _STOP = frozenset(

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any, AsyncIterator, Optional
@@ -30,9 +31,14 @@ def _settings() -> Settings:
 def _configure_logging(settings: Settings, verbose: bool) -> None:
     level = logging.INFO if verbose else getattr(logging, settings.log_level, logging.WARNING)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not verbose:  # Faust and aiokafka are chatty about routine group membership at INFO
+    if not verbose:
+        # Faust and aiokafka are chatty about routine group membership; transformers and diffusers warn about
+        # optional packages and about CLIP's 77-token limit, which the result's prompt already shows.
         for name in ("faust", "mode", "aiokafka"):
             logging.getLogger(name).setLevel(max(level, logging.WARNING))
+        # Both libraries reset their own loggers when first used, so only their environment switches stick.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 
 @contextlib.asynccontextmanager
@@ -532,6 +538,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     except KeyboardInterrupt:
         click.echo("gapstream: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # a bug: still one line, the traceback only when asked for
+        if {"-v", "--verbose"} & set(argv if argv is not None else sys.argv[1:]):
+            raise
+        click.echo(f"gapstream: unexpected {type(exc).__name__}: {exc} (run with --verbose for details)", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -69,10 +69,11 @@ class ResultWatcher:
 
     async def start(self) -> None:
         await self._consumer.start()
+        await self._consumer.topics()  # refresh metadata: the topic may have been created a moment ago
         partitions = self._consumer.partitions_for_topic(self.topic)
         if not partitions:
             await self._consumer.stop()
-            raise RuntimeError(f"topic {self.topic} does not exist; is the deployment running?")
+            raise ConnectionError(f"topic {self.topic} does not exist on the broker")
         assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self._consumer.assign(assigned)
         await self._consumer.seek_to_end(*assigned)
@@ -109,7 +110,11 @@ def _parse_result(value: Optional[bytes]) -> Optional[ResultRecord]:
 async def submit_and_wait(
     bootstrap: str, settings: Settings, request: ImageRequest, timeout_s: Optional[float]
 ) -> Optional[ResultRecord]:
-    """Publish one request; with a timeout, wait for its result."""
+    """Publish one request; with a timeout, wait for its result.
+
+    The topics are created first if missing, so a request sent before the workers' first start is not lost.
+    """
+    await ensure_topics(bootstrap, settings)
     watcher: Optional[ResultWatcher] = None
     if timeout_s is not None:
         watcher = ResultWatcher(bootstrap, settings)

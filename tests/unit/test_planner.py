@@ -109,13 +109,17 @@ async def test_missing_memory_is_an_unfilled_gap_with_a_reason():
 
 async def test_possessive_reference_finds_the_fact_and_statements_in_the_prompt_are_written():
     store = FakeMemoryStore()
-    record = await plan("my dog Max is a corgi; draw my dog at the beach", store)
+    planner = HeuristicPlanner(store, today=lambda: TODAY)
+    delivered = request("my dog Max is a corgi; draw my dog at the beach", "alice")
+    record = await planner(delivered)
     assert [i.text for i in record.memory_written] == ["my dog Max is a corgi"]
     assert [i.subject for i in store.data["alice"].values()] == ["max"]
     [gap] = by_kind(record, "memory")
     assert gap.status == "filled" and "corgi" in gap.value
-    again = await plan("my dog Max is a corgi; draw my dog at the beach", store)
+    # A redelivery of the same request writes nothing new and yields the same record.
+    again = await planner(delivered)
     assert len(store.data["alice"]) == 1 and again.memory_written == record.memory_written
+    assert again.gaps == record.gaps and again.checklist == record.checklist
 
 
 async def test_missing_style_setting_composition_lighting_get_defaults_or_memory():
