@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Protocol, Sequence, runtime_checkable
+from typing import Generic, Optional, Protocol, Sequence, TypeVar, runtime_checkable
+
+from pydantic import BaseModel
 
 from schemas.records import Hit, MemoryItem
 
@@ -74,3 +76,40 @@ class ImageStore(Protocol):
 
 
 PILImage = object  # PIL.Image.Image; kept as a name so agents/ does not import Pillow at import time
+
+
+class LLMError(Exception):
+    """A model call that did not give a usable answer. `retriable` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retriable: bool, kind: str) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+        self.kind = kind  # "unreachable", "timeout", "rate_limited", "server_error", "http_error", "invalid_output"
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class LLMReply(Generic[T]):
+    output: T
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    attempts: int = 1
+
+
+@runtime_checkable
+class StructuredLLM(Protocol):
+    """A chat model that answers with JSON validated into `output` (a pydantic model).
+
+    Adapters retry retriable failures themselves (bounded) and raise `LLMError` when they give up; `images` are PNG
+    bytes sent alongside the user text, for vision models.
+    """
+
+    model: str
+
+    async def complete(
+        self, *, system: str, user: str, output: type[T], images: Sequence[bytes] = ()
+    ) -> LLMReply[T]: ...

@@ -48,6 +48,7 @@ def build_result(record: CritiqueRecord) -> ResultRecord:
         memory_written=record.memory_written,
         timings=record.timings,
         degraded=record.degraded,
+        llm_calls=record.llm_calls,
         request=record.request,
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -49,6 +49,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name) or default
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _str(env: Mapping[str, str], name: str, default: Optional[str] = None) -> Optional[str]:
     raw = env.get(name)
     return raw if raw not in (None, "") else default
@@ -77,6 +84,25 @@ class Settings:
     dedupe_ttl_s: int = 7 * 24 * 3600
     memory_ttl_s: int = 0  # 0: memory never expires
     log_level: str = "WARNING"
+    stage_concurrency: int = 8  # messages one stage works on at once per process (the generator batches instead)
+    # Language models (issue: LLM planner, enricher, VLM critic). No model configured: heuristic stages.
+    openai_base_url: Optional[str] = None
+    openai_api_key: Optional[str] = field(default=None, repr=False)
+    llm_model: Optional[str] = None
+    vlm_model: Optional[str] = None
+    llm_timeout_s: float = 30.0
+    llm_retries: int = 2
+    llm_on_error: str = "fallback"  # or "dead-letter"
+    # Web search through SerpAPI; a private corpus through corpus_dir. Both may be on.
+    serpapi_api_key: Optional[str] = field(default=None, repr=False)
+    serpapi_url: Optional[str] = None
+    search_budget_per_request: int = 8
+    search_budget_per_minute: int = 60
+    search_cache_ttl_s: int = 24 * 3600
+    search_cache_fresh_ttl_s: int = 3600  # time-sensitive queries ("latest", "this year") go stale sooner
+    search_timeout_s: float = 15.0
+    search_read_pages: int = 0  # result pages to fetch and read per request when snippets lack the fact
+    search_page_max_bytes: int = 512 * 1024
 
     @property
     def local_mode(self) -> bool:
@@ -135,4 +161,21 @@ class Settings:
             dedupe_ttl_s=_int(env, "GAPSTREAM_DEDUPE_TTL_S", 7 * 24 * 3600, 60),
             memory_ttl_s=_int(env, "GAPSTREAM_MEMORY_TTL_S", 0, 0),
             log_level=_str(env, "GAPSTREAM_LOG_LEVEL", "WARNING").upper(),
+            stage_concurrency=_int(env, "GAPSTREAM_STAGE_CONCURRENCY", 8, 1, 1024),
+            openai_base_url=_str(env, "OPENAI_BASE_URL"),
+            openai_api_key=_str(env, "OPENAI_API_KEY"),
+            llm_model=_str(env, "GAPSTREAM_LLM_MODEL"),
+            vlm_model=_str(env, "GAPSTREAM_VLM_MODEL"),
+            llm_timeout_s=_float(env, "GAPSTREAM_LLM_TIMEOUT_S", 30.0, 0.1, 3600.0),
+            llm_retries=_int(env, "GAPSTREAM_LLM_RETRIES", 2, 0, 10),
+            llm_on_error=_choice(env, "GAPSTREAM_LLM_ON_ERROR", "fallback", ("fallback", "dead-letter")),
+            serpapi_api_key=_str(env, "SERPAPI_API_KEY"),
+            serpapi_url=_str(env, "GAPSTREAM_SERPAPI_URL"),
+            search_budget_per_request=_int(env, "GAPSTREAM_SEARCH_BUDGET_PER_REQUEST", 8, 0, 1000),
+            search_budget_per_minute=_int(env, "GAPSTREAM_SEARCH_BUDGET_PER_MINUTE", 60, 0, 1_000_000),
+            search_cache_ttl_s=_int(env, "GAPSTREAM_SEARCH_CACHE_TTL_S", 24 * 3600, 0),
+            search_cache_fresh_ttl_s=_int(env, "GAPSTREAM_SEARCH_CACHE_FRESH_TTL_S", 3600, 0),
+            search_timeout_s=_float(env, "GAPSTREAM_SEARCH_TIMEOUT_S", 15.0, 0.1, 600.0),
+            search_read_pages=_int(env, "GAPSTREAM_SEARCH_READ_PAGES", 0, 0, 20),
+            search_page_max_bytes=_int(env, "GAPSTREAM_SEARCH_PAGE_MAX_BYTES", 512 * 1024, 1024, 50 * 1024 * 1024),
         )

@@ -95,6 +95,10 @@ class Gap(_Record):
     value: Optional[str] = None
     source: Optional[str] = None
     reason: Optional[str] = None
+    # Which backend filled it ("heuristic", "default", "memory", "search:corpus", "llm:<model>") and, for a model,
+    # its one-line reasoning summary.
+    filled_by: Optional[str] = None
+    reasoning: Optional[str] = None
 
 
 class ChecklistItem(_Record):
@@ -123,6 +127,20 @@ class StageTiming(_Record):
     at: str = Field(default_factory=utc_now)
 
 
+class LLMCall(_Record):
+    """One model call a stage made: what it cost and how it ended (never the key, never the raw prompt)."""
+
+    stage: str
+    model: str
+    template: str = ""  # name@version of the prompt template
+    round: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    attempts: int = 1
+    outcome: str = "ok"  # "ok", or "fallback: <reason>" when the heuristic backend took over
+
+
 class _Envelope(_Record):
     schema_version: int = SCHEMA_VERSION
     request_id: str = Field(pattern=REQUEST_ID_PATTERN)
@@ -131,6 +149,7 @@ class _Envelope(_Record):
     request: ImageRequest
     timings: list[StageTiming] = Field(default_factory=list)
     degraded: list[str] = Field(default_factory=list)
+    llm_calls: list[LLMCall] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _ids_match_request(self) -> "_Envelope":
@@ -164,6 +183,7 @@ class Search(_Record):
     hits: list[Hit] = Field(default_factory=list)
     seconds: float = 0.0
     error: Optional[str] = None
+    cached: bool = False
 
 
 class Fact(_Record):
@@ -218,6 +238,8 @@ class Critique(_Record):
     checks: list[CheckResult] = Field(default_factory=list)
     drafts: list[DraftScore] = Field(default_factory=list)
     feedback: list[str] = Field(default_factory=list)
+    suggestions: list[str] = Field(default_factory=list)  # prompt changes the judge proposes for the next round
+    judge: str = "heuristic"  # "heuristic" or "vlm:<model>"
     prompt: str = ""
 
 
@@ -279,6 +301,7 @@ class ResultRecord(_Record):
     memory_written: list[MemoryItem] = Field(default_factory=list)
     timings: list[StageTiming] = Field(default_factory=list)
     degraded: list[str] = Field(default_factory=list)
+    llm_calls: list[LLMCall] = Field(default_factory=list)
     error: Optional[str] = None
     request: Optional[ImageRequest] = None
     finished_at: str = Field(default_factory=utc_now)
