@@ -192,5 +192,8 @@ class Worker:
                         key=message.key, value=message.value or b"",
                     ))
 
-            app.agent(topic(source), name=f"{stage}.{source.suffix}")(agent)
+            # Model- and search-bound stages wait on I/O: several messages in flight keep one slow call from
+            # holding up every other request. The generator stays at one; its model call is the bottleneck itself.
+            concurrency = 1 if stage == "generator" else settings.stage_concurrency
+            app.agent(topic(source), name=f"{stage}.{source.suffix}", concurrency=concurrency)(agent)
         return app
