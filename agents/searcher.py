@@ -1,92 +1,56 @@
 """The ground stage for knowledge gaps: run each search gap's query on every backend, keep what is relevant and
-fresh, and fill the gap with one short, sanitised fact that names its source.
+fresh, and fill the gap with one short, sanitised fact that names its source and date.
 
-Hit text comes from outside (web pages, files anyone can edit) and ends up in a prompt, so it is stripped of
-markup and control characters and capped before anything else reads it.
+- All queries of one request run at once (distinct queries × backends), so a request takes about as long as its
+  slowest search; identical queries of one request are made once. At most `budget_per_request` distinct queries
+  are made; the gaps beyond it stay unfilled with the reason "search budget exhausted".
+- Hits of every backend are merged; each keeps its backend label, and each `Search` in the trace says whether it
+  was served from cache (backends with `search_with_meta`, see `infra/search_cache.py`).
+- Facts come from the most relevant sentences (default) or an injected `FactExtractor` (e.g. a language model);
+  for time-sensitive gaps fresher sources win. When no snippet holds the fact, an optional `PageReader` reads the
+  top result pages (at most `read_pages` per request).
+- A backend that fails (after its own retries) degrades the request, never fails it: the gap stays unfilled with
+  the reason, and `degraded` names the backend.
+
+Hit text is untrusted: it is sanitised and capped (`agents/search_text.py`) before anything else reads it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import re
 import time
 from datetime import date, datetime, timezone
 from typing import Callable, Optional, Sequence
 
 from agents.memory import STOPWORDS, content_words
-from agents.ports import SearchBackend
-from schemas.records import ChecklistItem, Fact, Gap, GapsRecord, Hit, Search, SearchResultsRecord
+from agents.ports import FactExtraction, FactExtractor, PageReader, SearchBackend, SearchError
+from agents.search_text import (  # noqa: F401 - re-exported: the searcher's public helpers
+    MAX_FACT_CHARS,
+    MAX_HIT_CHARS,
+    MAX_TITLE_CHARS,
+    MIN_COVERAGE,
+    YEAR,
+    best_passage,
+    best_sentence,
+    coverage,
+    freshness,
+    normalize_query,
+    sanitize,
+    sanitize_source,
+)
+from schemas.records import ChecklistItem, Fact, Gap, GapsRecord, Hit, LLMCall, Search, SearchResultsRecord
 
-MAX_FACT_CHARS = 300
-MAX_HIT_CHARS = 2000
-# Share of the query's content words (years and "latest"-type cues aside) a hit must contain to count as about it:
-# BM25 scores are not comparable across backends or corpora, term coverage is.
-MIN_COVERAGE = 0.5
 FACTS_PER_GAP = 2
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
-_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.I | re.S)
-_TAG = re.compile(r"<[^>]{0,500}>")
-_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
-_MD_MARKS = re.compile(r"(^|\s)#{1,6}\s+|[*_`~|>]{1,3}|^\s*[-+]\s+", re.M)
-_URL = re.compile(r"\bhttps?://\S+")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
-_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
-_FRESH_WORDS = re.compile(r"\b(?:newest|latest|current|this year|upcoming|new)\b", re.I)
-_STALE_WORDS = re.compile(r"\b(?:archive|archived|discontinued|former|formerly|obsolete|retired|legacy)\b", re.I)
-_QUERY_NOISE = {"latest", "newest", "current", "new", "recent", "upcoming", "this-year", "year"}
-
-
-def sanitize(text: str, limit: int = MAX_FACT_CHARS) -> str:
-    """Plain text safe to put in a prompt: no markup, no control characters, no URLs, at most `limit` chars."""
-    text = _SCRIPT.sub(" ", text or "")
-    text = html.unescape(_TAG.sub(" ", text))
-    text = _MD_LINK.sub(r"\1", text)
-    text = _URL.sub(" ", text)
-    text = _CONTROL.sub(" ", text)
-    text = _MD_MARKS.sub(r"\1", text)
-    text = re.sub(r"[{}<>\[\]\\]", " ", text)
-    text = re.sub(r"\s+", " ", text).strip()
-    if len(text) > limit:
-        cut = text[:limit]
-        text = cut[: cut.rfind(" ")] if " " in cut[limit // 2 :] else cut
-    return text.strip(" ,;:-")
+BUDGET_EXHAUSTED = "search budget exhausted"
 
 
 def _utc_today() -> date:
     return datetime.now(timezone.utc).date()
 
 
-def _query_terms(query: str) -> list[str]:
-    return [w for w in content_words(query) if w not in _QUERY_NOISE and not _YEAR.fullmatch(w)]
-
-
-def _stem(word: str) -> str:
-    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
-
-
-def coverage(query: str, text: str) -> float:
-    """Share of the query's content words that appear in the text (plural-insensitive)."""
-    terms = {_stem(t) for t in _query_terms(query)}
-    if not terms:
-        return 0.0
-    present = {_stem(w) for w in content_words(text)}
-    return len(terms & present) / len(terms)
-
-
-def freshness(hit: Hit, year: int) -> float:
-    """> 0 for a hit that is about now (names this year, says "newest"), < 0 for an old or archived one."""
-    text = f"{hit.title} {hit.text} {hit.date or ''}"
-    years = [int(y) for y in _YEAR.findall(text)]
-    score = 0.0
-    if years:
-        score += 1.0 if max(years) >= year else -1.0 * min(1.0, (year - max(years)) / 2)
-    if _FRESH_WORDS.search(text):
-        score += 0.5
-    if _STALE_WORDS.search(text):
-        score -= 1.0
-    return score
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class Searcher:
@@ -99,6 +63,10 @@ class Searcher:
         today: Optional[Callable[[], date]] = None,
         *,
         timeout_s: float = 15.0,
+        budget_per_request: Optional[int] = None,
+        page_reader: Optional[PageReader] = None,
+        read_pages: int = 2,
+        extract_facts: Optional[FactExtractor] = None,
     ) -> None:
         if backends is None:
             raise ValueError("backends must be a sequence (empty for none)")
@@ -109,35 +77,56 @@ class Searcher:
             raise ValueError(f"hits_per_query must be a positive integer, got {hits_per_query!r}")
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        if budget_per_request is not None and budget_per_request < 0:
+            raise ValueError(f"budget_per_request must be >= 0 (0 or None: no limit), got {budget_per_request}")
+        if read_pages < 0:
+            raise ValueError(f"read_pages must be >= 0, got {read_pages}")
+        if page_reader is not None and not callable(getattr(page_reader, "read", None)):
+            raise ValueError(f"{page_reader!r} is not a PageReader (needs async .read(url))")
+        if extract_facts is not None and not callable(getattr(extract_facts, "extract", None)):
+            raise ValueError(f"{extract_facts!r} is not a FactExtractor (needs async .extract(gap, hits))")
         self.backends = list(backends)
         self.hits_per_query = hits_per_query
         self.today = today or _utc_today
         self.timeout_s = timeout_s
+        self.budget_per_request = budget_per_request or None
+        self.page_reader = page_reader
+        self.read_pages = read_pages if page_reader is not None else 0
+        self.extract_facts = extract_facts
 
-    async def _run(self, gap: Gap, backend: SearchBackend) -> Search:
+    # -- searching -------------------------------------------------------------------------------------------------
+
+    async def _run(self, query: str, backend: SearchBackend) -> Search:
         started = time.perf_counter()
+        cached, error, hits = False, None, []
         try:
-            hits = await asyncio.wait_for(backend.search(gap.query or "", self.hits_per_query), self.timeout_s)
-            error = None
+            with_meta = getattr(backend, "search_with_meta", None)
+            if callable(with_meta):
+                outcome = await asyncio.wait_for(with_meta(query, self.hits_per_query), self.timeout_s)
+                hits, cached = list(outcome.hits or []), bool(outcome.cached)
+            else:
+                hits = list(await asyncio.wait_for(backend.search(query, self.hits_per_query), self.timeout_s) or [])
         except Exception as exc:  # noqa: BLE001 - any backend failure degrades this search, never the request
-            hits, error = [], f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            error = _error_text(exc)
         clean = []
-        for hit in list(hits or [])[: self.hits_per_query]:
+        for hit in hits[: self.hits_per_query]:
             text = sanitize(hit.text, MAX_HIT_CHARS)
             if text:
-                clean.append(hit.model_copy(update={"text": text, "title": sanitize(hit.title, 200),
-                                                    "backend": hit.backend or backend.name}))
-        return Search(gap_id=gap.id, query=gap.query or "", backend=backend.name, hits=clean,
-                      seconds=round(time.perf_counter() - started, 6), error=error)
+                clean.append(hit.model_copy(update={
+                    "text": text, "title": sanitize(hit.title, MAX_TITLE_CHARS), "source": sanitize_source(hit.source),
+                    "backend": hit.backend or backend.name, "date": sanitize(hit.date, 40) if hit.date else None}))
+        return Search(gap_id="", query=query, backend=backend.name, hits=clean,
+                      seconds=round(time.perf_counter() - started, 6), error=error, cached=cached)
 
     async def __call__(self, record: GapsRecord) -> SearchResultsRecord:
         if not isinstance(record, GapsRecord):
             raise ValueError(f"expected a GapsRecord, got {type(record).__name__}")
-        year = self.today().year
+        today = self.today()
         gaps = [g.model_copy() for g in record.gaps]
         pending = [g for g in gaps if g.strategy == "search" and g.status == "open"]
         degraded = list(record.degraded)
         checklist = list(record.checklist)
+        llm_calls = list(record.llm_calls)
         searches: list[Search] = []
         facts: list[Fact] = []
 
@@ -149,22 +138,56 @@ class Searcher:
                 gap.status, gap.reason = "unfilled", "no search backend configured"
             degraded.append("search: no search backend configured")
         elif pending:
-            jobs = [self._run(gap, backend) for gap in pending for backend in self.backends]
-            searches = list(await asyncio.gather(*jobs))
-            for search in searches:
-                if search.error:
-                    degraded.append(f"search backend {search.backend} failed for {search.gap_id}: {search.error}")
-            for gap in pending:
-                mine = [s for s in searches if s.gap_id == gap.id]
-                gap_facts = self._facts(gap, [h for s in mine for h in s.hits], year)
-                facts += gap_facts
-                if gap_facts:
-                    best = gap_facts[0]
+            searched = self._apply_budget(pending, degraded)
+            # One search per distinct query and backend, all at once; gaps with the same query share it.
+            distinct = list(dict.fromkeys(normalize_query(g.query or "") for g in searched))
+            first_query = {normalize_query(g.query or ""): g.query or "" for g in reversed(searched)}
+            jobs = [(key, backend) for key in distinct for backend in self.backends]
+            results = await asyncio.gather(*(self._run(first_query[key], backend) for key, backend in jobs))
+            by_key: dict[str, list[Search]] = {}
+            for (key, _), search in zip(jobs, results):
+                by_key.setdefault(key, []).append(search)
+            mine: dict[str, list[Search]] = {}
+            for gap in searched:
+                mine[gap.id] = [s.model_copy(update={"gap_id": gap.id, "query": gap.query or ""})
+                                for s in by_key[normalize_query(gap.query or "")]]
+                searches += mine[gap.id]
+                for search in mine[gap.id]:
+                    if search.error:
+                        degraded.append(f"search backend {search.backend} failed for {gap.id}: {search.error}")
+
+            found = await asyncio.gather(*(self._gap_facts(g, self._hits(mine[g.id]), today) for g in searched))
+            gap_facts = {g.id: f for g, (f, _) in zip(searched, found)}
+            for _, calls in found:
+                llm_calls += calls
+            if self.read_pages and self.page_reader is not None:
+                page_searches = await self._read_pages(searched, gap_facts, mine, degraded)
+                searches += page_searches
+                redo = [g for g in searched if any(s.gap_id == g.id and s.hits for s in page_searches)]
+                again = await asyncio.gather(*(
+                    self._gap_facts(g, self._hits(mine[g.id]) + self._hits(
+                        [s for s in page_searches if s.gap_id == g.id]), today) for g in redo))
+                for gap, (more, calls) in zip(redo, again):
+                    llm_calls += calls
+                    if more:
+                        gap_facts[gap.id] = more
+
+            for gap in searched:
+                found_facts = gap_facts[gap.id]
+                facts += found_facts
+                failed = [s for s in mine[gap.id] if s.error]
+                if found_facts:
+                    best = found_facts[0]
                     gap.status, gap.value, gap.source = "filled", best.text, best.source
+                    gap.filled_by = f"search:{best.backend}" if best.backend else "search"
                     checklist.append(_checklist_item(checklist, gap, best.text, record.request.prompt))
-                elif mine and all(s.error for s in mine):
+                elif failed and len(failed) == len(mine[gap.id]):
                     gap.status = "unfilled"
-                    gap.reason = "search failed: " + "; ".join(f"{s.backend}: {s.error}" for s in mine)
+                    gap.reason = "search failed: " + "; ".join(f"{s.backend}: {s.error}" for s in failed)
+                elif failed:
+                    gap.status = "unfilled"
+                    gap.reason = "no search results (" + "; ".join(f"{s.backend} failed: {s.error}"
+                                                                   for s in failed) + ")"
                 else:
                     gap.status, gap.reason = "unfilled", "no search results"
 
@@ -176,28 +199,81 @@ class Searcher:
                 "searches": [s.model_dump() for s in searches],
                 "facts": [f.model_dump() for f in facts],
                 "degraded": degraded,
+                "llm_calls": [c.model_dump() for c in llm_calls],
             }
         )
 
-    def _facts(self, gap: Gap, hits: list[Hit], year: int) -> list[Fact]:
+    def _apply_budget(self, pending: list[Gap], degraded: list[str]) -> list[Gap]:
+        """The gaps whose queries fit the per-request budget (distinct queries, in gap order); the rest unfilled."""
+        if self.budget_per_request is None:
+            return pending
+        allowed: dict[str, None] = {}
+        searched, skipped = [], []
+        for gap in pending:
+            key = normalize_query(gap.query or "")
+            if key in allowed or len(allowed) < self.budget_per_request:
+                allowed.setdefault(key, None)
+                searched.append(gap)
+            else:
+                gap.status, gap.reason = "unfilled", BUDGET_EXHAUSTED
+                skipped.append(gap.id)
+        if skipped:
+            degraded.append(f"search: {BUDGET_EXHAUSTED} ({self.budget_per_request} queries per request); "
+                            f"not searched: {', '.join(skipped)}")
+        return searched
+
+    @staticmethod
+    def _hits(searches: Sequence[Search]) -> list[Hit]:
+        return [h for s in searches for h in s.hits]
+
+    # -- facts -----------------------------------------------------------------------------------------------------
+
+    def _ranked(self, gap: Gap, hits: list[Hit], today: date) -> list[Hit]:
+        """Relevant hits (query-term coverage floor), best first; for time-sensitive gaps fresher first, and once
+        something current is known, older editions are dropped (they would only contradict it in the prompt)."""
         query = gap.query or gap.subject
         relevant = [h for h in hits if h.score >= 0 and coverage(query, f"{h.title} {h.text}") >= MIN_COVERAGE]
         if not relevant:
             return []
-        top = max(h.score for h in relevant) or 1.0
+        # Scores are only comparable within one backend: each is scaled by its own backend's best.
+        top: dict[str, float] = {}
+        for hit in relevant:
+            top[hit.backend] = max(top.get(hit.backend, 0.0), hit.score)
+        year = today.year
 
         def rank(hit: Hit) -> float:
-            relevance = coverage(query, f"{hit.title} {hit.text}") + (hit.score / top if top > 0 else 0.0)
-            return relevance + (freshness(hit, year) if gap.time_sensitive else 0.0)
+            best = top.get(hit.backend, 0.0)
+            relevance = coverage(query, f"{hit.title} {hit.text}") + (hit.score / best if best > 0 else 0.0)
+            return relevance + (freshness(hit, year, today) if gap.time_sensitive else 0.0)
 
         ranked = sorted(relevant, key=rank, reverse=True)
-        if gap.time_sensitive and freshness(ranked[0], year) > 0:
-            # Once something current is known, an older edition would only contradict it in the prompt.
-            ranked = [h for h in ranked if freshness(h, year) > 0]
+        if gap.time_sensitive and freshness(ranked[0], year, today) > 0:
+            ranked = [h for h in ranked if freshness(h, year, today) > 0]
+        return ranked
+
+    async def _gap_facts(self, gap: Gap, hits: list[Hit], today: date) -> tuple[list[Fact], list[LLMCall]]:
+        ranked = self._ranked(gap, hits, today)
+        if not ranked:
+            return [], []
+        calls: list[LLMCall] = []
+        if self.extract_facts is not None:
+            try:
+                extracted = await asyncio.wait_for(self.extract_facts.extract(gap, ranked), self.timeout_s)
+                if isinstance(extracted, FactExtraction):
+                    calls, extracted = list(extracted.llm_calls), extracted.facts
+                facts = self._checked_facts(gap, list(extracted or []), ranked)
+                if facts:
+                    return facts, calls
+            except Exception:  # noqa: BLE001 - the heuristic below is the fallback for any extractor failure
+                pass
+        return self._heuristic_facts(gap, ranked), calls
+
+    def _heuristic_facts(self, gap: Gap, ranked: list[Hit]) -> list[Fact]:
+        query = gap.query or gap.subject
         facts: list[Fact] = []
         seen_text: set[str] = set()
         for hit in ranked:
-            sentence = _best_sentence(query, hit)
+            sentence = best_sentence(query, hit)
             if not sentence or sentence.lower() in seen_text:
                 continue
             seen_text.add(sentence.lower())
@@ -207,19 +283,64 @@ class Searcher:
                 break
         return facts
 
+    def _checked_facts(self, gap: Gap, extracted: list[Fact], ranked: list[Hit]) -> list[Fact]:
+        """An extractor's facts, kept only when they name a hit's source; text re-sanitised, date from the hit."""
+        by_source = {h.source: h for h in ranked}
+        facts: list[Fact] = []
+        for fact in extracted:
+            hit = by_source.get(getattr(fact, "source", None))
+            text = sanitize(getattr(fact, "text", ""), MAX_FACT_CHARS)
+            if hit is None or not text or any(f.text.lower() == text.lower() for f in facts):
+                continue
+            facts.append(Fact(id=f"{gap.id}-f{len(facts) + 1}", gap_id=gap.id, text=text, source=hit.source,
+                              backend=hit.backend, date=hit.date))
+            if len(facts) >= FACTS_PER_GAP:
+                break
+        return facts
 
-def _best_sentence(query: str, hit: Hit) -> str:
-    """The sentence of the hit most about the query; the title counts for every sentence of its passage."""
-    sentences = [s for s in (sanitize(p, MAX_FACT_CHARS) for p in _SENTENCE.split(hit.text)) if len(s) > 12]
-    if not sentences:
-        return ""
-    title_words = set(content_words(hit.title))
-    scored = []
-    for index, sentence in enumerate(sentences):
-        words = set(content_words(sentence))
-        informative = len(words - set(_query_terms(query)) - title_words)
-        scored.append((coverage(query, f"{hit.title} {sentence}"), min(informative, 8), -index, sentence))
-    return max(scored)[3]
+    # -- reading result pages ----------------------------------------------------------------------------------------
+
+    async def _read_pages(self, gaps: list[Gap], gap_facts: dict[str, list[Fact]], mine: dict[str, list[Search]],
+                          degraded: list[str]) -> list[Search]:
+        """Read the top web results of the gaps whose snippets did not hold the fact (a fact sentence covering the
+        query), at most `read_pages` pages for the whole request, each URL once."""
+        plan: list[tuple[Gap, Hit]] = []
+        urls: dict[str, None] = {}
+        for gap in gaps:
+            query = gap.query or gap.subject
+            if any(coverage(query, f.text) >= MIN_COVERAGE for f in gap_facts[gap.id]):
+                continue
+            candidates = [h for h in self._hits(mine[gap.id]) if re.match(r"https?://", h.source)]
+            candidates.sort(key=lambda h: (coverage(query, f"{h.title} {h.text}"), h.score), reverse=True)
+            for hit in candidates:
+                if hit.source not in urls and len(urls) >= self.read_pages:
+                    break
+                urls.setdefault(hit.source, None)
+                plan.append((gap, hit))
+                if sum(1 for g, _ in plan if g is gap) >= max(1, self.read_pages):
+                    break
+        if not urls:
+            return []
+
+        async def read(url: str) -> tuple[str, Optional[str], float]:
+            started = time.perf_counter()
+            try:
+                text = await asyncio.wait_for(self.page_reader.read(url), self.timeout_s)  # type: ignore[union-attr]
+                return text or "", None, time.perf_counter() - started
+            except Exception as exc:  # noqa: BLE001 - a page that cannot be read only loses its facts
+                return "", _error_text(exc), time.perf_counter() - started
+
+        pages = dict(zip(urls, await asyncio.gather(*(read(u) for u in urls))))
+        out: list[Search] = []
+        for gap, hit in plan:
+            text, error, seconds = pages[hit.source]
+            passage = best_passage(gap.query or gap.subject, text) if text else ""
+            hits = [hit.model_copy(update={"text": passage})] if passage else []
+            if error:
+                degraded.append(f"search: reading a result page failed for {gap.id}: {error}")
+            out.append(Search(gap_id=gap.id, query=gap.query or "", backend="page", hits=hits,
+                              seconds=round(seconds, 6), error=error))
+        return out
 
 
 def _checklist_item(existing: list[ChecklistItem], gap: Gap, fact: str, prompt: str) -> ChecklistItem:
@@ -229,7 +350,7 @@ def _checklist_item(existing: list[ChecklistItem], gap: Gap, fact: str, prompt: 
     """
     known = set(content_words(f"{gap.query} {gap.subject} {prompt}")) | STOPWORDS
     proper = {w.lower() for i, w in enumerate(re.findall(r"[A-Za-z][\w'-]*", fact)) if i and w[:1].isupper()}
-    candidates = [w for w in content_words(fact) if w not in known and not _YEAR.fullmatch(w) and len(w) > 2
+    candidates = [w for w in content_words(fact) if w not in known and not YEAR.fullmatch(w) and len(w) > 2
                   and not w.endswith(("ed", "ing"))]
     terms = sorted(candidates, key=lambda w: (w not in proper, candidates.index(w)))[:3]
     used = {c.id for c in existing}
@@ -237,3 +358,6 @@ def _checklist_item(existing: list[ChecklistItem], gap: Gap, fact: str, prompt: 
     while f"c{n}" in used:
         n += 1
     return ChecklistItem(id=f"c{n}", text=f"{gap.subject}: {fact}", terms=terms, gap_id=gap.id)
+
+
+__all__ = ["Searcher", "sanitize", "coverage", "freshness", "normalize_query", "BUDGET_EXHAUSTED", "SearchError"]
