@@ -92,6 +92,24 @@ def check(item: ChecklistItem, prompt: str) -> CheckResult:
     return CheckResult(item_id=item.id, passed=True)
 
 
+def verdict_for(record: ImagesRecord, score: float, accept_score: float) -> str:
+    """accept at the request's threshold (or `accept_score`), exhausted on the last round, revise otherwise."""
+    threshold = record.request.accept_score if record.request.accept_score is not None else accept_score
+    if score >= threshold:
+        return "accept"
+    if record.round + 1 >= record.request.max_rounds:
+        return "exhausted"
+    return "revise"
+
+
+def best_so_far(record: ImagesRecord, ref: ImageRef, score: float) -> tuple[Optional[ImageRef], Optional[float],
+                                                                            Optional[str]]:
+    """(best image, its score, its prompt) over all rounds; an earlier draft keeps its place on a tie."""
+    if record.best_score is None or score > record.best_score:
+        return ref, score, record.prompt
+    return record.best, record.best_score, record.best_prompt
+
+
 class QualityCritic:
     """`CritiqueRecord` from an `ImagesRecord`: checks, draft scores, the best image so far and a verdict. Async."""
 
@@ -128,18 +146,8 @@ class QualityCritic:
         best_draft, best_ref = ranked[0]
         score = best_draft.score
 
-        best: Optional[ImageRef] = record.best
-        best_score, best_prompt = record.best_score, record.best_prompt
-        if best_score is None or score > best_score:
-            best, best_score, best_prompt = best_ref, score, record.prompt
-
-        threshold = record.request.accept_score if record.request.accept_score is not None else self.accept_score
-        if score >= threshold:
-            verdict = "accept"
-        elif record.round + 1 >= record.request.max_rounds:
-            verdict = "exhausted"
-        else:
-            verdict = "revise"
+        best, best_score, best_prompt = best_so_far(record, best_ref, score)
+        verdict = verdict_for(record, score, self.accept_score)
 
         items = {item.id: item for item in record.checklist}
         feedback = [f"missing: {items[c.item_id].text} ({c.reason})" for c in checks if not c.passed]

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Optional, Union
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Union
 
 from agents.memory import contains_phrase
 from agents.ports import GenerationDefaults
+from agents.prompt_templates import looks_like_instruction
 from schemas.records import (
     MAX_ROUNDS,
     ChecklistItem,
+    Critique,
     CritiqueRecord,
     EnrichedPromptRecord,
     Gap,
@@ -66,6 +69,18 @@ def seeds_for(request_id: str, seed: Optional[int], round_: int, drafts: int) ->
     return out
 
 
+@dataclass(frozen=True)
+class RoundPlan:
+    """What one round of enrichment starts from; shared with the model-backed enricher so both agree on rounds."""
+
+    record: SearchResultsRecord
+    round: int
+    failed: list[ChecklistItem] = field(default_factory=list)
+    quality_problems: bool = False
+    carry: dict = field(default_factory=dict)  # critiques, prompt history and best-so-far of earlier rounds
+    critique: Optional[Critique] = None
+
+
 class Enricher:
     """`EnrichedPromptRecord` from search results (round 0) or from a `revise` critique (the next round). Async."""
 
@@ -78,16 +93,26 @@ class Enricher:
         return self.enrich(record)
 
     def enrich(self, record: Union[SearchResultsRecord, CritiqueRecord]) -> EnrichedPromptRecord:
+        plan = self.prepare(record)
+        prompt, additions = self._compose(plan.record, failed=plan.failed, quality_problems=plan.quality_problems)
+        return self.build(plan, prompt, additions)
+
+    def prepare(self, record: Union[SearchResultsRecord, CritiqueRecord]) -> RoundPlan:
+        """Check the input and work out the round it starts; raises ValueError for anything not enrichable."""
         if isinstance(record, CritiqueRecord):
             return self._revise(record)
         if isinstance(record, EnrichedPromptRecord):
             raise ValueError("already enriched: only search results or a critique can be enriched")
         if not isinstance(record, SearchResultsRecord):
             raise ValueError(f"expected SearchResultsRecord or CritiqueRecord, got {type(record).__name__}")
-        prompt, additions = self._compose(record, failed=[], quality_problems=False)
-        return self._record(record, round_=0, prompt=prompt, additions=additions, carry={})
+        return RoundPlan(record=record, round=0)
 
-    def _revise(self, record: CritiqueRecord) -> EnrichedPromptRecord:
+    def build(self, plan: RoundPlan, prompt: str, additions: Sequence[PromptAddition],
+              negative_prompt: Optional[str] = None) -> EnrichedPromptRecord:
+        """The round's record: params, seeds and carried history as the heuristic path makes them."""
+        return self._record(plan.record, plan.round, prompt, list(additions), plan.carry, negative_prompt)
+
+    def _revise(self, record: CritiqueRecord) -> RoundPlan:
         if record.critique.verdict != "revise":
             raise ValueError(f"critique verdict is {record.critique.verdict!r}; only 'revise' starts a new round")
         round_ = record.round + 1
@@ -96,7 +121,6 @@ class Enricher:
         failed_ids = {c.item_id for c in record.critique.checks if not c.passed}
         failed = [item for item in record.checklist if item.id in failed_ids]
         problems = any(d.problems for d in record.critique.drafts)
-        prompt, additions = self._compose(record, failed=failed, quality_problems=problems)
         carry = {
             "critiques": [c.model_dump() for c in [*record.critiques, record.critique]],
             "prompt_history": [*record.prompt_history, record.prompt],
@@ -104,7 +128,8 @@ class Enricher:
             "best_score": record.best_score,
             "best_prompt": record.best_prompt,
         }
-        return self._record(record, round_=round_, prompt=prompt, additions=additions, carry=carry)
+        return RoundPlan(record=record, round=round_, failed=failed, quality_problems=problems, carry=carry,
+                         critique=record.critique)
 
     def _compose(
         self, record: SearchResultsRecord, failed: list[ChecklistItem], quality_problems: bool
@@ -123,6 +148,9 @@ class Enricher:
 
         def add(text: str, gap_id: str, source: str) -> None:
             text = text.strip(" ,")
+            # A searched "fact" that talks to the model is an injection attempt, not something to draw.
+            if looks_like_instruction(text):
+                return
             if text and not contains_phrase(", ".join(parts), text):
                 parts.append(text)
                 additions.append(PromptAddition(text=text, gap_id=gap_id, source=source))
@@ -150,9 +178,10 @@ class Enricher:
             add(QUALITY_BOOST, "", "critique:quality")
         return ", ".join(parts), additions
 
-    def _negative(self, record: SearchResultsRecord) -> str:
+    def negative(self, record: SearchResultsRecord, extra: Sequence[str] = ()) -> str:
+        """The request's negative terms first, then `extra`, then the defaults; each term once."""
         terms: list[str] = []
-        for term in [*record.request.negative_prompt.split(","), *DEFAULT_NEGATIVE]:
+        for term in [*record.request.negative_prompt.split(","), *extra, *DEFAULT_NEGATIVE]:
             term = re.sub(r"\s+", " ", term).strip()
             if term and term.lower() not in {t.lower() for t in terms}:
                 terms.append(term)
@@ -175,14 +204,14 @@ class Enricher:
         return GenerationParams(width=width, height=height, steps=steps, guidance=guidance, seeds=seeds)
 
     def _record(self, record: SearchResultsRecord, round_: int, prompt: str, additions: list[PromptAddition],
-                carry: dict) -> EnrichedPromptRecord:
+                carry: dict, negative_prompt: Optional[str] = None) -> EnrichedPromptRecord:
         base = record.model_dump(include=set(SearchResultsRecord.model_fields))
         return EnrichedPromptRecord.model_validate(
             {
                 **base,
                 "round": round_,
                 "prompt": prompt,
-                "negative_prompt": self._negative(record),
+                "negative_prompt": self.negative(record) if negative_prompt is None else negative_prompt,
                 "additions": [a.model_dump() for a in additions],
                 "params": self._params(record, round_).model_dump(),
                 **carry,

@@ -89,6 +89,15 @@ _ADJECTIVES = {"usual", "favourite", "favorite", "own", "little", "old", "new", 
                "sweet", "cute", "dear", "best", "first", "second", "whole", "entire"}
 
 
+async def read_memory(memory: MemoryStore, user_id: str, degraded: list[str]) -> tuple[list[MemoryItem], bool]:
+    """The user's items, or none when the store is unreachable: planning goes on and `degraded` says why."""
+    try:
+        return list(await memory.items(user_id)), True
+    except MEMORY_ERRORS as exc:
+        degraded.append(f"memory unavailable: {type(exc).__name__}: {exc}")
+        return [], False
+
+
 def _utc_today() -> date:
     return datetime.now(timezone.utc).date()
 
@@ -199,14 +208,7 @@ class HeuristicPlanner:
         prompt = request.prompt
         year = self.today().year
 
-        stored: list[MemoryItem] = []
-        memory_ok = True
-        try:
-            stored = list(await self.memory.items(request.user_id))
-        except MEMORY_ERRORS as exc:
-            memory_ok = False
-            degraded.append(f"memory unavailable: {type(exc).__name__}: {exc}")
-
+        stored, memory_ok = await read_memory(self.memory, request.user_id, degraded)
         statements = statements_in(prompt, now=request.created_at)
         written: list[MemoryItem] = []
         if statements and memory_ok:
@@ -228,7 +230,7 @@ class HeuristicPlanner:
 
         def fill_from(item: MemoryItem, value: str) -> dict:
             used.setdefault(item.id, item)
-            return {"status": "filled", "value": value, "source": f"memory:{item.id}"}
+            return {"status": "filled", "value": value, "source": f"memory:{item.id}", "filled_by": "memory"}
 
         tokens = _tokens(prompt)
         remembered_names = set(view.named())
@@ -355,14 +357,14 @@ class HeuristicPlanner:
             if style:
                 add_gap(**fields, strategy="memory", **fill_from(style, style.value))
             else:
-                add_gap(**fields, strategy="default", status="filled", value=self.defaults["style"], source="default")
+                add_gap(**fields, strategy="default", status="filled", value=self.defaults["style"], source="default", filled_by="default")
         # A searched event or custom brings its own setting; a default backdrop would contradict it.
         checks = [("setting", _SETTING, not has_knowledge), ("composition", _COMPOSITION, True),
                   ("lighting", _LIGHTING, True)]
         for subject, pattern, wanted in checks:
             if wanted and not pattern.search(prompt):
                 add_gap(kind="preference", strategy="default", subject=subject, status="filled",
-                        value=self.defaults[subject], source="default", description=f"no {subject} given")
+                        value=self.defaults[subject], source="default", filled_by="default", description=f"no {subject} given")
 
 
 def _checklist(prompt: str, gaps: list[Gap], tokens: list[str]) -> list[ChecklistItem]:

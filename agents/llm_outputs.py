@@ -1,0 +1,74 @@
+"""What each model call must answer: small, flat pydantic models that JSON-schema-guided decoding (and small local
+models in JSON mode) can fill. Unknown fields are ignored; everything the stages rely on is checked again after
+validation, because a schema says nothing about whether a cited id exists or a fact has a source.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.records import GapKind, Strategy
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PlannedGap(_Output):
+    id: str = Field(default="", description="g1, g2, … in order")
+    kind: GapKind
+    strategy: Strategy
+    subject: str = Field(default="", description="what the gap is about, in a few words")
+    description: str = Field(default="", description="what is missing; for 'ask', the question to the user")
+    query: Optional[str] = Field(default=None, description="search strategy: the web search query")
+    value: Optional[str] = Field(default=None, description="reason/default strategy: the value that fills the gap")
+    memory_id: Optional[str] = Field(default=None, description="memory strategy: id of the memory item cited")
+    time_sensitive: bool = Field(default=False, description="true when the answer changes over time")
+    reasoning: str = Field(default="", description="one short sentence: why this strategy and value")
+
+
+class PlannedCheck(_Output):
+    text: str = Field(description="what the image must show")
+    terms: list[str] = Field(default_factory=list, description="1-3 words a prompt showing it would contain")
+    gap_id: Optional[str] = Field(default=None, description="the gap this item checks, if any")
+
+
+class StatedFact(_Output):
+    text: str = Field(description="the user's statement, in their words")
+    kind: Literal["fact", "preference"] = "fact"
+    subject: str = Field(default="", description="what it is about: a name, 'dog', 'style'")
+    value: str = Field(default="", description="what is true of the subject: 'a grey sphynx', 'watercolor'")
+
+
+class PlannerOutput(_Output):
+    gaps: list[PlannedGap] = Field(default_factory=list)
+    checklist: list[PlannedCheck] = Field(default_factory=list)
+    remember: list[StatedFact] = Field(default_factory=list)
+
+
+class UsedFact(_Output):
+    text: str = Field(description="the phrase exactly as it appears in the prompt")
+    gap_id: str = Field(description="id of the gap data block the phrase came from")
+
+
+class EnricherOutput(_Output):
+    prompt: str = Field(description="the diffusion prompt, comma-separated phrases")
+    negative_prompt: str = Field(default="", description="things to avoid, comma-separated")
+    used: list[UsedFact] = Field(default_factory=list, description="every phrase taken from a gap, with its gap id")
+
+
+class ItemCheck(_Output):
+    item_id: str = Field(description="checklist item id: c1, c2, …")
+    passed: bool
+    reason: str = ""
+
+
+class CriticOutput(_Output):
+    checks: list[ItemCheck] = Field(default_factory=list, description="one per checklist item, for the best draft")
+    best_draft: int = Field(default=1, description="number of the best draft, 1 for the first image")
+    draft_scores: list[float] = Field(default_factory=list, description="one score 0..1 per draft, in order")
+    score: float = Field(description="the best draft's score, 0..1")
+    verdict: Literal["accept", "revise"] = "revise"
+    suggestions: list[str] = Field(default_factory=list, description="up to 5 prompt changes for the next round")

@@ -1,0 +1,1 @@
+"""System prompts of the model-backed stages, one versioned file per stage; loaded by `agents.prompt_templates`."""
