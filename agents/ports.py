@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, Optional, Protocol, Sequence, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
-from schemas.records import Hit, MemoryItem
+from schemas.records import Fact, Gap, Hit, LLMCall, MemoryItem
 
 
 @runtime_checkable
@@ -27,9 +27,64 @@ class MemoryStore(Protocol):
 
 @runtime_checkable
 class SearchBackend(Protocol):
+    """Hits for a query. `name` labels every hit and search in the result trace ("corpus", "serpapi")."""
+
     name: str
 
     async def search(self, query: str, limit: int = 5) -> list[Hit]: ...
+
+
+class SearchError(Exception):
+    """A search that gave no usable answer. `retriable` says whether trying again may help; `kind` is one of
+    "unauthorized", "bad_request", "rate_limited", "server_error", "timeout", "unreachable", "invalid_response",
+    "budget_exhausted". Messages never hold credentials."""
+
+    def __init__(self, message: str, *, retriable: bool, kind: str, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+        self.kind = kind
+        self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """Hits plus where they came from: `cached` (served from the result cache) or `coalesced` (shared with an
+    identical query in flight)."""
+
+    hits: list[Hit]
+    cached: bool = False
+    coalesced: bool = False
+
+
+@runtime_checkable
+class MetaSearchBackend(SearchBackend, Protocol):
+    """A backend that can say whether a result was served from cache; the Searcher prefers this when present."""
+
+    async def search_with_meta(self, query: str, limit: int = 5) -> SearchOutcome: ...
+
+
+@runtime_checkable
+class PageReader(Protocol):
+    """Plain text of a web page (bounded in bytes and time by the adapter); raises on failure."""
+
+    async def read(self, url: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class FactExtraction:
+    """What a fact extractor found: facts (each naming a hit's `source`) and the model calls it made."""
+
+    facts: list[Fact]
+    llm_calls: list[LLMCall] = field(default_factory=list)
+
+
+@runtime_checkable
+class FactExtractor(Protocol):
+    """Facts for a gap from its (sanitised, ranked) hits, e.g. by a language model. The Searcher keeps only facts
+    whose `source` is one of the hits', re-sanitises their text and takes backend and date from the hit; when the
+    extractor raises or finds nothing, the heuristic (most relevant sentences) is used instead."""
+
+    async def extract(self, gap: Gap, hits: Sequence[Hit]) -> "FactExtraction | list[Fact]": ...
 
 
 @dataclass(frozen=True)

@@ -39,3 +39,51 @@ def serve(port: int, host: str = "127.0.0.1") -> Optional[int]:
         start_http_server(port, addr=host)
         _started_on = port
     return _started_on
+
+
+# -- language-model calls (issue: LLM planner, enricher, critic) -------------------------------------------------
+# Fed by the wiring with each stage's `LLMCall` records. `model` is the configured model name (bounded by config);
+# `outcome` is "ok", "fallback", "dead-letter" or "error" (the reason after "fallback: " is stripped), else "other".
+from typing import Iterable  # noqa: E402
+
+from schemas.records import LLMCall  # noqa: E402
+
+LLM_CALLS = Counter("gapstream_llm_calls_total", "Language-model calls by stage, model and outcome",
+                    ["stage", "model", "outcome"])
+LLM_TOKENS = Counter("gapstream_llm_tokens_total", "Language-model tokens by stage, model and kind",
+                     ["stage", "model", "kind"])  # kind: prompt | completion
+LLM_SECONDS = Histogram(
+    "gapstream_llm_seconds", "Time a stage spent on one language-model call, retries included", ["stage", "model"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120),
+)
+_LLM_OUTCOMES = ("ok", "fallback", "dead-letter", "error")
+
+
+def llm_outcome_label(outcome: str) -> str:
+    head = (outcome or "").split(":", 1)[0].strip().lower().replace("_", "-")
+    return head if head in _LLM_OUTCOMES else "other"
+
+
+def record_llm_calls(calls: Iterable[LLMCall]) -> None:
+    """Count calls, tokens and time of `LLMCall` records; pass each record once (the new ones of a stage)."""
+    for call in calls:
+        stage, model = call.stage or "unknown", call.model or "unknown"
+        LLM_CALLS.labels(stage, model, llm_outcome_label(call.outcome)).inc()
+        if call.prompt_tokens > 0:
+            LLM_TOKENS.labels(stage, model, "prompt").inc(call.prompt_tokens)
+        if call.completion_tokens > 0:
+            LLM_TOKENS.labels(stage, model, "completion").inc(call.completion_tokens)
+        LLM_SECONDS.labels(stage, model).observe(max(0.0, call.seconds))
+
+
+# -- search (issue: grounding by search) ---------------------------------------------------------------------------
+# `backend` is a backend name ("serpapi", "corpus"); cache `outcome` is hit|miss|coalesced; call `outcome` is "ok",
+# "empty" or a `SearchError.kind` ("rate_limited", "timeout", "budget_exhausted", …, else "error").
+SEARCH_CACHE = Counter("gapstream_search_cache_total", "Search result cache lookups by backend and outcome",
+                       ["backend", "outcome"])
+SEARCH_CALLS = Counter("gapstream_search_calls_total", "Upstream search calls (retries included) by backend and outcome",
+                       ["backend", "outcome"])
+SEARCH_SECONDS = Histogram(
+    "gapstream_search_seconds", "Time of one upstream search call, retries included", ["backend"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Optional
 
-from agents.ports import ImageStore, MemoryStore, SearchBackend, TextToImage
+from agents.ports import ImageStore, MemoryStore, SearchBackend, StructuredLLM, TextToImage
 from infra.settings import Settings
 
 STAGES = ("planner", "searcher", "enricher", "generator", "critic", "publisher")
@@ -36,9 +36,15 @@ class Backends:
     image_store: ImageStore
     search: list[SearchBackend] = field(default_factory=list)
     text_to_image: Optional[TextToImage] = None
+    llm: Optional[StructuredLLM] = None  # planner and enricher; None: heuristic stages
+    vlm: Optional[StructuredLLM] = None  # critic; None: quality checks only
     _redis: object = None
 
     async def aclose(self) -> None:
+        for model in {id(m): m for m in (self.llm, self.vlm) if m is not None}.values():
+            close = getattr(model, "aclose", None)
+            if close is not None:
+                await close()
         if self._redis is not None:
             await self._redis.aclose()
 
@@ -53,17 +59,28 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
     client = aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=3,
                                      health_check_interval=30)
     search: list[SearchBackend] = []
-    if "searcher" in stages and settings.corpus_dir is not None:
-        from infra.corpus import CorpusSearch
+    if "searcher" in stages:
+        from infra.search_factory import build_search_backends
 
-        search.append(await asyncio.to_thread(CorpusSearch, settings.corpus_dir))
+        search = await asyncio.to_thread(build_search_backends, settings, client)
     text_to_image = None
     if "generator" in stages:
         from infra.diffusion import load_text_to_image
 
         text_to_image = await asyncio.to_thread(load_text_to_image, settings)
+    llm = vlm = None
+    if settings.llm_model or settings.vlm_model:
+        from infra.llm import build_llms
+
+        llm, vlm = build_llms(settings)
+    if not {"planner", "enricher"} & set(stages):
+        llm = None
+    if "critic" not in stages:
+        vlm = None
     return Backends(
         settings=settings,
+        llm=llm,
+        vlm=vlm,
         redis_url=redis_url,
         memory=RedisMemoryStore(client, ttl_s=settings.memory_ttl_s),
         dedupe=RedisDedupe(client),

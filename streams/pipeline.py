@@ -40,6 +40,10 @@ def stage_handlers(stage: str, backends: Backends) -> list[tuple[TopicSpec, Hand
         from agents.planner import HeuristicPlanner
 
         planner = HeuristicPlanner(backends.memory)
+        if backends.llm is not None:
+            from agents.llm_planner import LLMPlanner
+
+            planner = LLMPlanner(backends.llm, backends.memory, planner, on_error=settings.llm_on_error)
 
         async def plan(request: Any):
             record = await planner(request)
@@ -49,8 +53,9 @@ def stage_handlers(stage: str, backends: Backends) -> list[tuple[TopicSpec, Hand
         return [(REQUESTS, plan)]
     if stage == "searcher":
         from agents.searcher import Searcher
+        from infra.search_factory import searcher_options
 
-        searcher = Searcher(backends.search)
+        searcher = Searcher(backends.search, **searcher_options(settings))
 
         async def search(record: Any):
             return [(SEARCH_RESULTS, await searcher(record))]
@@ -61,6 +66,10 @@ def stage_handlers(stage: str, backends: Backends) -> list[tuple[TopicSpec, Hand
         from infra.diffusion import generation_defaults
 
         enricher = Enricher(generation_defaults(settings))
+        if backends.llm is not None:
+            from agents.llm_enricher import LLMEnricher
+
+            enricher = LLMEnricher(backends.llm, enricher, on_error=settings.llm_on_error)
 
         async def enrich(record: Any):
             return [(ENRICHED_PROMPTS, await enricher(record))]
@@ -86,6 +95,11 @@ def stage_handlers(stage: str, backends: Backends) -> list[tuple[TopicSpec, Hand
         from agents.critic import QualityCritic
 
         critic = QualityCritic(backends.image_store, accept_score=settings.accept_score)
+        if backends.vlm is not None:
+            from agents.vlm_critic import VLMCritic
+
+            critic = VLMCritic(backends.vlm, backends.image_store, critic, accept_score=settings.accept_score,
+                               on_error=settings.llm_on_error)
 
         async def critique(record: Any):
             return [(CRITIQUES, await critic(record))]

@@ -31,11 +31,15 @@ def format_result(result: ResultRecord) -> str:
         lines.append("gaps:")
         for gap in result.gaps:
             how = f"{gap.value!r} from {gap.source}" if gap.status == "filled" else (gap.reason or gap.status)
-            lines.append(f"  {gap.id} {gap.kind}/{gap.strategy} {gap.description}: {how}")
+            by = f" [{gap.filled_by}]" if gap.filled_by else ""
+            lines.append(f"  {gap.id} {gap.kind}/{gap.strategy} {gap.description}: {how}{by}")
+            if gap.reasoning:
+                lines.append(f"     why: {gap.reasoning}")
     if result.searches:
         lines.append("searches:")
         for search in result.searches:
             found = f"{len(search.hits)} hit(s)" if not search.error else f"error: {search.error}"
+            found += " (cached)" if search.cached else ""
             lines.append(f"  [{search.backend}] {search.query!r}: {found}")
     if result.memory_used:
         lines.append("memory used: " + "; ".join(item.text for item in result.memory_used))
@@ -45,6 +49,10 @@ def format_result(result: ResultRecord) -> str:
         failed = [c.item_id for c in critique.checks if not c.passed]
         detail = f", failed {', '.join(failed)}" if failed else ""
         lines.append(f"round {critique.round}: {critique.verdict} (score {critique.score:.2f}{detail})")
+    if result.llm_calls:
+        lines.append("model calls: " + ", ".join(
+            f"{c.stage} {c.model} r{c.round} {c.prompt_tokens}+{c.completion_tokens} tokens"
+            + ("" if c.outcome == "ok" else f" ({c.outcome})") for c in result.llm_calls))
     if result.timings:
         per_stage: dict[str, float] = defaultdict(float)
         for timing in result.timings:

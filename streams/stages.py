@@ -134,7 +134,10 @@ class StageProcessor:
         if outputs is None:
             return "skipped"
         seconds = time.perf_counter() - started
+        # Records accumulate the calls of every stage; only the ones this stage added are its to count.
+        calls_before = len(getattr(record, "llm_calls", None) or [])
         for topic, out in outputs:
+            metrics.record_llm_calls((getattr(out, "llm_calls", None) or [])[calls_before:])
             timings = getattr(out, "timings", None)
             if isinstance(timings, list):
                 timings.append(StageTiming(stage=self.stage, round=getattr(record, "round", 0), seconds=seconds))

@@ -1,5 +1,6 @@
 """Small aiokafka helpers for tests: what a user's own client would do."""
 
+import contextlib
 import json
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -44,3 +45,23 @@ async def produce_raw(bootstrap: str, topic: str, key: bytes, value: bytes) -> N
         await producer.send_and_wait(topic, key=key, value=value)
     finally:
         await producer.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_pipeline(settings, bootstrap: str, redis_url: str):
+    """Every stage in this process, plus a client's producer and result watcher: (watcher, producer)."""
+    from streams.backends import STAGES
+    from streams.client import ResultWatcher, new_producer
+    from streams.pipeline import Worker
+
+    async with Worker(settings, bootstrap, redis_url, STAGES) as worker:
+        await worker.wait_assigned()
+        watcher = ResultWatcher(bootstrap, settings)
+        await watcher.start()
+        producer = new_producer(bootstrap)
+        await producer.start()
+        try:
+            yield watcher, producer
+        finally:
+            await producer.stop()
+            await watcher.stop()

@@ -14,9 +14,8 @@ from infra.redis_memory import RedisMemoryStore
 from infra.settings import Settings
 from schemas.records import ImageRequest
 from streams.backends import STAGES
-from streams.client import ResultWatcher, new_producer, publish_request
-from streams.pipeline import Worker
-from tests.integration.kafka_tools import produce_raw, read_topic
+from streams.client import publish_request
+from tests.integration.kafka_tools import produce_raw, read_topic, running_pipeline
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -33,17 +32,8 @@ async def pipeline(broker, redis_url, tmp_path_factory, example_corpus):
         "GAPSTREAM_CORPUS_DIR": str(example_corpus),
         "GAPSTREAM_BROKER_SESSION_TIMEOUT": "4",
     })
-    async with Worker(settings, broker.bootstrap, redis_url, STAGES) as worker:
-        await worker.wait_assigned()
-        watcher = ResultWatcher(broker.bootstrap, settings)
-        await watcher.start()
-        producer = new_producer(broker.bootstrap)
-        await producer.start()
-        try:
-            yield settings, watcher, producer
-        finally:
-            await producer.stop()
-            await watcher.stop()
+    async with running_pipeline(settings, broker.bootstrap, redis_url) as (watcher, producer):
+        yield settings, watcher, producer
 
 
 async def _run(pipeline, unique, prompt, user=None, **fields):
