@@ -289,6 +289,7 @@ class FakeOpenAI(ThreadedFake):
         self.port: Optional[int] = None
         self.requests: list[FakeRequest] = []
         self.unscripted: list[FakeRequest] = []
+        self.in_flight = self.max_in_flight = 0  # slow replies being waited on, now and at most
         self._routes: list[_Route] = []
         self._queue: list[Any] = []
         self._lock = threading.Lock()
@@ -406,10 +407,15 @@ class FakeOpenAI(ThreadedFake):
                 self.unscripted.append(rec)
             return self._error_response(Reply.error(400, "FakeOpenAI: no scripted reply for this request"))
         if reply.delay > 0 and self._stopping is not None:
+            # Slow replies overlap only if the client has several calls in flight: tests read `max_in_flight`.
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
                 await asyncio.wait_for(self._stopping.wait(), reply.delay)
             except asyncio.TimeoutError:
                 pass
+            finally:
+                self.in_flight -= 1
         if reply.drop_connection:
             transport = request.transport
             if transport is not None:

@@ -1,6 +1,7 @@
 """The pipeline with its real-world backends switched on: an OpenAI-compatible model and SerpAPI, both local fake
 HTTP servers driven through the real `openai` and `serpapi` clients, next to the private corpus."""
 
+import asyncio
 import json
 import logging
 import re
@@ -25,6 +26,8 @@ SERPAPI_KEY = "serp-SECRET-7777"
 def _planner(req):
     if "broken-model" in req.user:
         return Reply.server_error()
+    if "slow-model" in req.user:
+        return Reply.slow(0.5, then={"gaps": [], "checklist": []})
     if "Mother" in req.user:
         return {"gaps": [{"id": "g1", "kind": "knowledge", "strategy": "reason", "subject": "Mother's Day plant",
                           "value": "pink carnations", "reasoning": "Carnations are the traditional Mother's Day flower"}],
@@ -155,3 +158,12 @@ async def test_a_failing_model_degrades_to_the_heuristics_and_no_secret_leaks(st
         everything += json.dumps(await read_topic(broker.bootstrap, stack[0].topic(suffix)))
     assert captured, "the capture saw no log lines; the check would prove nothing"
     assert OPENAI_KEY not in everything and SERPAPI_KEY not in everything
+
+
+async def test_model_calls_of_different_requests_overlap(stack, unique):
+    """One slow model call must not hold up every other request behind it in the planner."""
+    llm = stack[3]
+    llm.max_in_flight = 0
+    results = await asyncio.gather(*(_run(stack, f"a kite over a field, slow-model {i}", unique) for i in range(4)))
+    assert all(result.status == "completed" for result in results)
+    assert llm.max_in_flight >= 2
