@@ -277,6 +277,12 @@ async def _memory_store(settings: Settings) -> AsyncIterator[Any]:
             await store.aclose()
 
 
+# Command groups that live in their own modules, one line each.
+from streams.bench import bench  # noqa: E402
+
+cli.add_command(bench)
+
+
 def _print_result(result: ResultRecord, as_json: bool) -> None:
     if as_json:
         click.echo(result.model_dump_json(indent=2))
