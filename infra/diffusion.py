@@ -142,6 +142,11 @@ def default_generation(model: str, pipe: Any = None) -> GenerationDefaults:
 class DiffusersTextToImage:
     """`TextToImage` over a diffusers text-to-image pipeline, micro-batching jobs that share `batch_key()`.
 
+    `pipeline` is any callable taking `prompt`, `negative_prompt` (lists), `width`, `height`, `num_inference_steps`,
+    `guidance_scale`, `generator` (one seeded `torch.Generator` per image) and `output_type="pil"`, and returning
+    the images (a list, or an object with `.images` as diffusers pipelines do): another backend with that shape
+    plugs in here.
+
     Each image gets its own `torch.Generator` seeded with the job's seed, so an image depends on its prompt, seed and
     model only, not on which other jobs shared its batch.
     """
@@ -160,7 +165,8 @@ class DiffusersTextToImage:
 
     @classmethod
     def tiny(
-        cls, seed: int = 0, *, size: int = 64, steps: int = 4, guidance: float = 1.0, device: str = "cpu"
+        cls, seed: int = 0, *, size: int = 64, steps: int = 4, guidance: float = 1.0, device: str = "cpu",
+        max_batch: int = 8,
     ) -> "DiffusersTextToImage":
         """The offline random-weight model; guidance 1.0 skips classifier-free guidance, halving the work."""
         pipe = build_tiny_pipeline(seed)
@@ -169,7 +175,7 @@ class DiffusersTextToImage:
         defaults = GenerationDefaults(
             width=size, height=size, steps=steps, guidance=guidance, max_side=max(_TINY_MAX_SIDE, size)
         )
-        return cls(pipe, TINY_MODEL_NAME, defaults)
+        return cls(pipe, TINY_MODEL_NAME, defaults, max_batch=max_batch)
 
     @classmethod
     def from_pretrained(
@@ -180,15 +186,39 @@ class DiffusersTextToImage:
         *,
         defaults: Optional[GenerationDefaults] = None,
         max_batch: int = 8,
+        attention_slicing: bool = False,
+        cpu_offload: bool = False,
     ) -> "DiffusersTextToImage":
-        """Load any diffusers text-to-image model by hub id or local directory (a hub id may download weights)."""
+        """Load any diffusers text-to-image model by hub id or local directory (a hub id may download weights).
+
+        `cpu_offload` keeps each sub-model on the CPU until it runs (less GPU memory, slower); it needs a CUDA
+        device and accelerate. `attention_slicing` computes attention in slices (less peak memory, slower).
+        """
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+        if cpu_offload and not str(device).startswith("cuda"):
+            raise ValueError(f"CPU offload moves sub-models to a CUDA device as they run; device is {device!r}")
         torch, diffusers, _ = _image_extra()
-        pipe = diffusers.AutoPipelineForText2Image.from_pretrained(model, torch_dtype=getattr(torch, dtype))
-        pipe = pipe.to(device)
+        try:
+            pipe = diffusers.AutoPipelineForText2Image.from_pretrained(model, torch_dtype=getattr(torch, dtype))
+        except (OSError, ValueError) as exc:
+            # Hub ids and paths fail with long, nested messages; say which setting to look at first.
+            raise ValueError(
+                f"could not load the diffusers text-to-image model {model!r} (GAPSTREAM_IMAGE_MODEL): "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from exc
+        if cpu_offload:
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe = pipe.to(device)
+        if attention_slicing:
+            pipe.enable_attention_slicing()
         pipe.set_progress_bar_config(disable=True)
         return cls(pipe, model, defaults or default_generation(model, pipe), max_batch=max_batch)
+
+    def validate(self, jobs: Sequence[GenerationJob]) -> None:
+        """Raise ValueError naming the job and the limit when a job is outside what this model accepts."""
+        self._check(jobs)
 
     def _check(self, jobs: Sequence[GenerationJob]) -> None:
         limit = self.defaults.max_side
@@ -215,9 +245,7 @@ class DiffusersTextToImage:
         if not jobs:
             return []
         torch, _, _ = _image_extra()
-        device = self.pipeline.device
-        # MPS has no seedable device generators; CPU ones give the same noise there anyway.
-        gen_device = "cpu" if device.type == "mps" else device
+        gen_device = _generator_device(self.pipeline)
         order = sorted(range(len(jobs)), key=lambda i: (jobs[i].batch_key(), i))
         images: list[Any] = [None] * len(jobs)
         for key, group in groupby(order, key=lambda i: jobs[i].batch_key()):
@@ -237,12 +265,27 @@ class DiffusersTextToImage:
                         generator=generators,
                         output_type="pil",
                     )
-                for i, image in zip(chunk, out.images):
+                produced = list(getattr(out, "images", out))
+                if len(produced) != len(chunk):
+                    raise RuntimeError(f"{self.model_name} returned {len(produced)} images for {len(chunk)} prompts")
+                for i, image in zip(chunk, produced):
                     images[i] = image
         return images
 
     def __repr__(self) -> str:
-        return f"DiffusersTextToImage({self.model_name!r}, device={str(self.pipeline.device)!r})"
+        return f"DiffusersTextToImage({self.model_name!r}, device={str(getattr(self.pipeline, 'device', 'cpu'))!r})"
+
+
+def _generator_device(pipeline: Any) -> Any:
+    """Where the per-image torch generators live: the pipeline's execution device (CPU for plug-in callables).
+
+    With model CPU offload the weights sit on the CPU between calls but run on CUDA, and the noise must be drawn
+    where the UNet runs for a seed to give the same image with and without offload.
+    """
+    device = getattr(pipeline, "_execution_device", None) or getattr(pipeline, "device", None) or "cpu"
+    kind = getattr(device, "type", str(device))
+    # MPS has no seedable device generators; CPU ones give the same noise there anyway.
+    return "cpu" if kind in ("mps", "meta") else device
 
 
 def is_tiny(model: Optional[str]) -> bool:
@@ -262,9 +305,13 @@ def load_text_to_image(settings: Settings) -> DiffusersTextToImage:
     """The tiny offline model unless `settings.image_model` names a real one (hub id or local directory)."""
     if is_tiny(settings.image_model):
         return DiffusersTextToImage.tiny(
-            size=settings.default_size, steps=settings.default_steps, device=settings.device
+            size=settings.default_size, steps=settings.default_steps, device=settings.device,
+            max_batch=settings.max_batch,
         )
-    return DiffusersTextToImage.from_pretrained(settings.image_model, settings.device, settings.dtype)
+    return DiffusersTextToImage.from_pretrained(
+        settings.image_model, settings.device, settings.dtype, max_batch=settings.max_batch,
+        attention_slicing=settings.attention_slicing, cpu_offload=settings.cpu_offload,
+    )
 
 
 def png_bytes(image: "PIL.Image.Image", metadata: dict[str, str]) -> bytes:

@@ -87,3 +87,22 @@ SEARCH_SECONDS = Histogram(
     "gapstream_search_seconds", "Time of one upstream search call, retries included", ["backend"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+
+
+# -- generator (issue 5: GPU consumer group) -----------------------------------------------------------------------
+# `model` is the configured model name (bounded by config). Queue wait is from the message's broker timestamp to
+# the start of its batch's pipeline call; generation seconds per image is the call's time over its images.
+GENERATOR_IMAGES = Counter("gapstream_generator_images_total", "Images the generator produced (rate() = images/s)",
+                           ["model"])
+GENERATOR_BATCH_SIZE = Histogram("gapstream_generator_batch_size", "Images per pipeline call", ["model"],
+                                 buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64))
+GENERATOR_QUEUE_WAIT = Histogram(
+    "gapstream_generator_queue_wait_seconds", "Time from a message's broker timestamp to its pipeline call",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+GENERATOR_SECONDS_PER_IMAGE = Histogram(
+    "gapstream_generator_seconds_per_image", "Pipeline call time divided by its images", ["model"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+GENERATOR_BUSY = Gauge("gapstream_generator_busy", "1 while a pipeline call runs in this process")
+GPU_MEMORY = Gauge("gapstream_gpu_memory_bytes", "CUDA memory of this process after a batch", ["kind"])  # allocated|reserved

@@ -103,6 +103,13 @@ class Settings:
     search_timeout_s: float = 15.0
     search_read_pages: int = 0  # result pages to fetch and read per request when snippets lack the fact
     search_page_max_bytes: int = 512 * 1024
+    # issue 5: the generator as a GPU consumer group (micro-batching, memory options, S3 image store).
+    batch_wait_ms: int = 50  # how long the generator gathers compatible jobs before one pipeline call
+    max_batch: int = 8  # images per pipeline call
+    attention_slicing: bool = False
+    cpu_offload: bool = False  # diffusers model CPU offload (needs accelerate and a CUDA device)
+    s3_endpoint_url: Optional[str] = None  # any S3-compatible store (MinIO, moto, R2); None: AWS
+    s3_region: Optional[str] = None
 
     @property
     def local_mode(self) -> bool:
@@ -178,4 +185,11 @@ class Settings:
             search_timeout_s=_float(env, "GAPSTREAM_SEARCH_TIMEOUT_S", 15.0, 0.1, 600.0),
             search_read_pages=_int(env, "GAPSTREAM_SEARCH_READ_PAGES", 0, 0, 20),
             search_page_max_bytes=_int(env, "GAPSTREAM_SEARCH_PAGE_MAX_BYTES", 512 * 1024, 1024, 50 * 1024 * 1024),
+            # issue 5
+            batch_wait_ms=_int(env, "GAPSTREAM_BATCH_WAIT_MS", 50, 0, 60_000),
+            max_batch=_int(env, "GAPSTREAM_MAX_BATCH", 8, 1, 256),
+            attention_slicing=_bool(env, "GAPSTREAM_ATTENTION_SLICING", False),
+            cpu_offload=_bool(env, "GAPSTREAM_CPU_OFFLOAD", False),
+            s3_endpoint_url=_str(env, "GAPSTREAM_S3_ENDPOINT_URL"),
+            s3_region=_str(env, "GAPSTREAM_S3_REGION"),
         )

@@ -81,14 +81,13 @@ def stage_handlers(stage: str, backends: Backends) -> list[tuple[TopicSpec, Hand
 
         return [(SEARCH_RESULTS, enrich), (CRITIQUES, revise)]
     if stage == "generator":
-        from agents.generator import Generator
+        from streams.generator_worker import build_generator
 
-        generator = Generator(backends.text_to_image, backends.image_store)
+        # One message at a time through StageProcessor; the worker batches with streams.generator_worker instead.
+        generator = build_generator(backends.text_to_image, backends.image_store)
 
         async def generate(record: Any):
-            images = await generator(record)
-            metrics.IMAGES.labels(images.model or "unknown").inc(len(images.images))
-            return [(IMAGES, images)]
+            return [(IMAGES, await generator(record))]
 
         return [(ENRICHED_PROMPTS, generate)]
     if stage == "critic":
@@ -197,6 +196,15 @@ class Worker:
 
         for source, handler in stage_handlers(stage, self.backends):
             processor = StageProcessor(stage, source, handler, send, settings, self.backends.dedupe)
+            if stage == "generator":
+                from streams.generator_worker import BatchingGenerator, batching_agent, build_generator
+
+                batcher = BatchingGenerator(processor, build_generator(self.backends.text_to_image,
+                                                                       self.backends.image_store),
+                                            settings.max_batch)
+                app.agent(topic(source), name=f"{stage}.{source.suffix}", concurrency=1)(
+                    batching_agent(batcher, settings))
+                continue
 
             async def agent(stream: Any, processor: StageProcessor = processor) -> None:
                 async for event in stream.events():

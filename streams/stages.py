@@ -69,6 +69,7 @@ class Delivery:
     offset: Optional[int]
     key: Optional[bytes]
     value: bytes
+    timestamp: Optional[float] = None  # broker timestamp, seconds since the epoch (queue-wait metrics)
 
 
 class StageProcessor:
@@ -105,6 +106,28 @@ class StageProcessor:
         metrics.STAGE_SECONDS.labels(self.stage).observe(time.perf_counter() - started)
 
     async def _process(self, delivery: Delivery, started: float) -> str:
+        decoded = await self.decode(delivery)
+        if isinstance(decoded, str):
+            return decoded
+        record, payload = decoded
+        dedupe_key = self.dedupe_key(record)
+        if await self._seen(dedupe_key):
+            return "duplicate"
+        try:
+            outputs = await self._run_with_retries(record)
+        except Exception as exc:  # a stage error is data: dead letter + failed result
+            return await self.fail(delivery, exc, payload)
+        if outputs is None:
+            return "skipped"
+        await self.emit(record, outputs, time.perf_counter() - started)
+        await self._mark(dedupe_key)
+        return "ok"
+
+    # The steps of `_process`, public so that a consumer handling several messages at once (the micro-batching
+    # generator) treats each message exactly as this one does.
+
+    async def decode(self, delivery: Delivery) -> "tuple[Any, dict] | str":
+        """(record, payload), or "dead-letter" after sending the message there with the reason."""
         try:
             payload = json.loads(delivery.value)
         except (UnicodeDecodeError, ValueError) as exc:
@@ -120,20 +143,20 @@ class StageProcessor:
             reason = f"invalid {self.source.suffix} record: {describe_validation_error(exc)}"
             await self._dead_letter(delivery, exc, reason, payload)
             return "dead-letter"
+        return record, payload
 
-        dedupe_key = f"{self.stage}:{self.source.suffix}:{record.request_id}:{getattr(record, 'round', 0)}"
-        if await self._seen(dedupe_key):
-            return "duplicate"
-        try:
-            outputs = await self._run_with_retries(record)
-        except Exception as exc:  # a stage error is data: dead letter + failed result
-            retriable = is_retriable(exc)
-            reason = f"{type(exc).__name__}: {exc}" + (" (retries exhausted)" if retriable else "")
-            await self._dead_letter(delivery, exc, reason, payload, retriable=retriable)
-            return "dead-letter"
-        if outputs is None:
-            return "skipped"
-        seconds = time.perf_counter() - started
+    def dedupe_key(self, record: Any) -> str:
+        return f"{self.stage}:{self.source.suffix}:{record.request_id}:{getattr(record, 'round', 0)}"
+
+    async def fail(self, delivery: Delivery, exc: BaseException, payload: Optional[dict]) -> str:
+        """Dead letter (and failed result) for a stage error; returns the outcome label."""
+        retriable = is_retriable(exc)
+        reason = f"{type(exc).__name__}: {exc}" + (" (retries exhausted)" if retriable else "")
+        await self._dead_letter(delivery, exc, reason, payload, retriable=retriable)
+        return "dead-letter"
+
+    async def emit(self, record: Any, outputs: Outputs, seconds: float) -> None:
+        """Send a stage's outputs, counting the model calls it added and stamping its timing."""
         # Records accumulate the calls of every stage; only the ones this stage added are its to count.
         calls_before = len(getattr(record, "llm_calls", None) or [])
         for topic, out in outputs:
@@ -142,13 +165,21 @@ class StageProcessor:
             if isinstance(timings, list):
                 timings.append(StageTiming(stage=self.stage, round=getattr(record, "round", 0), seconds=seconds))
             await self.send(topic, out.request_id, encode(out))  # type: ignore[attr-defined]
-        await self._mark(dedupe_key)
-        return "ok"
+
+    async def mark_done(self, record: Any) -> None:
+        await self._mark(self.dedupe_key(record))
+
+    async def seen(self, record: Any) -> bool:
+        return await self._seen(self.dedupe_key(record))
 
     async def _run_with_retries(self, record: Any) -> Optional[Outputs]:
+        return await self.with_retries(lambda: self.handler(record))
+
+    async def with_retries(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """`await call()`, again after a pause while it fails with a retriable error (bounded)."""
         for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
             try:
-                return await self.handler(record)
+                return await call()
             except Exception as exc:
                 if delay is None or not is_retriable(exc):
                     raise

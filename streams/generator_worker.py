@@ -1,0 +1,169 @@
+"""The generator as a micro-batching consumer: several enriched-prompts messages, one pipeline call.
+
+The generator agent takes up to `GAPSTREAM_MAX_BATCH` messages or whatever arrived within `GAPSTREAM_BATCH_WAIT_MS`
+(Faust's `take_events`), groups the records whose jobs share a batch key (size, steps, guidance; one model per
+worker) into calls of at most `GAPSTREAM_MAX_BATCH` images, keeping the drafts of a request together, and renders
+each group with one pipeline call off the event loop. Each request then gets its own images message.
+
+Delivery: `take_events` acks the messages of a batch only after this code has handled all of them (sent the images
+messages and marked them done), and Faust commits only acked offsets. A worker killed mid-batch therefore leaves
+the batch's offsets uncommitted, and the next owner of those partitions (another member, or this one restarted)
+renders the batch again. The dedupe mark after each send keeps a redelivered request from getting a second images
+message unless the kill lands between the send and the mark (at-least-once; Tansu has no transactions).
+
+Each message is decoded, deduplicated, dead-lettered and timed by the same `StageProcessor` steps as every other
+stage's messages; only the model call is shared.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+from agents.generator import Generator, plan_batches
+from agents.ports import GenerationJob, ImageStore, TextToImage
+from infra import metrics
+from infra.settings import Settings
+from schemas.topics import IMAGES
+from streams.stages import Delivery, StageProcessor
+
+log = logging.getLogger("gapstream.generator")
+
+
+def build_generator(model: TextToImage, store: ImageStore) -> Generator:
+    """A Generator whose model calls feed the generator metrics."""
+    name = model.model_name or "unknown"
+
+    def observe(images: int, seconds: float) -> None:
+        metrics.GENERATOR_IMAGES.labels(name).inc(images)
+        metrics.IMAGES.labels(name).inc(images)
+        metrics.GENERATOR_BATCH_SIZE.labels(name).observe(images)
+        if images:
+            metrics.GENERATOR_SECONDS_PER_IMAGE.labels(name).observe(seconds / images)
+        _record_gpu_memory()
+
+    return Generator(model, store, observe=observe)
+
+
+def _record_gpu_memory() -> None:
+    torch = sys.modules.get("torch")  # never import torch just for a gauge
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return
+    metrics.GPU_MEMORY.labels("allocated").set(torch.cuda.memory_allocated())
+    metrics.GPU_MEMORY.labels("reserved").set(torch.cuda.memory_reserved())
+
+
+@dataclass
+class _Entry:
+    index: int
+    delivery: Delivery
+    record: Any
+    payload: dict
+    jobs: list[GenerationJob]
+
+
+class BatchingGenerator:
+    """Handles a batch of deliveries from `enriched-prompts`; never raises (failures become dead letters)."""
+
+    def __init__(self, processor: StageProcessor, generator: Generator, max_batch: int) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.processor = processor
+        self.generator = generator
+        self.max_batch = max_batch
+
+    async def process_batch(self, deliveries: Sequence[Delivery]) -> list[str]:
+        """The outcome of each delivery, in order: ok, duplicate, dead-letter or internal-error."""
+        stage = self.processor.stage
+        started = time.perf_counter()
+        outcomes: list[Optional[str]] = [None] * len(deliveries)
+        metrics.STAGE_IN_FLIGHT.labels(stage).inc(len(deliveries))
+        try:
+            entries = await self._admit(deliveries, outcomes)
+            for batch in plan_batches([(entry, entry.jobs) for entry in entries], self.max_batch):
+                await self._render(batch, outcomes, started)
+        except Exception as exc:  # the last line of defence: the agent must survive anything
+            log.exception("generator failed to handle a batch of %d", len(deliveries))
+            metrics.STAGE_ERRORS.labels(stage, type(exc).__name__).inc()
+        finally:
+            metrics.STAGE_IN_FLIGHT.labels(stage).dec(len(deliveries))
+        seconds = time.perf_counter() - started
+        final = [outcome or "internal-error" for outcome in outcomes]
+        for outcome in final:
+            metrics.STAGE_EVENTS.labels(stage, outcome).inc()
+            metrics.STAGE_SECONDS.labels(stage).observe(seconds)
+        return final
+
+    async def _admit(self, deliveries: Sequence[Delivery], outcomes: list[Optional[str]]) -> list[_Entry]:
+        """Decode, dedupe and validate each message; the rest go to dead-letters with their reason."""
+        entries: list[_Entry] = []
+        in_batch: set[str] = set()
+        for index, delivery in enumerate(deliveries):
+            decoded = await self.processor.decode(delivery)
+            if isinstance(decoded, str):
+                outcomes[index] = decoded
+                continue
+            record, payload = decoded
+            key = self.processor.dedupe_key(record)
+            if key in in_batch or await self.processor.seen(record):
+                outcomes[index] = "duplicate"
+                continue
+            try:
+                jobs = self.generator.jobs(record)
+            except Exception as exc:  # outside the model's limits: a clear reason, and the rest go on
+                outcomes[index] = await self.processor.fail(delivery, exc, payload)
+                continue
+            in_batch.add(key)
+            entries.append(_Entry(index, delivery, record, payload, jobs))
+        return entries
+
+    async def _render(self, batch: list[_Entry], outcomes: list[Optional[str]], started: float) -> None:
+        now = time.time()
+        for entry in batch:
+            if entry.delivery.timestamp:
+                metrics.GENERATOR_QUEUE_WAIT.observe(max(0.0, now - entry.delivery.timestamp))
+        metrics.GENERATOR_BUSY.inc()
+        try:
+            outputs = await self.processor.with_retries(
+                lambda: self.generator.render([entry.record for entry in batch])
+            )
+        except Exception as exc:
+            if len(batch) > 1:
+                # One call failed for all: render each alone, so one bad request does not fail its neighbours.
+                log.warning("generator batch of %d failed (%s); rendering its requests one by one",
+                            len(batch), type(exc).__name__)
+                for entry in batch:
+                    await self._render([entry], outcomes, started)
+                return
+            (entry,) = batch
+            outcomes[entry.index] = await self.processor.fail(entry.delivery, exc, entry.payload)
+            return
+        finally:
+            metrics.GENERATOR_BUSY.dec()
+        for entry, images in zip(batch, outputs):
+            await self.processor.emit(entry.record, [(IMAGES, images)], time.perf_counter() - started)
+            # Marked right after its own send: a kill between two sends redoes only the requests not yet out.
+            await self.processor.mark_done(entry.record)
+            outcomes[entry.index] = "ok"
+
+
+def batching_agent(batcher: BatchingGenerator, settings: Settings) -> Any:
+    """The Faust agent body: batches from `take_events`, acked by Faust only after `process_batch` returns."""
+    # take_events waits forever for a full buffer when `within` is 0; 1 ms is "do not wait".
+    within_s = max(settings.batch_wait_ms, 1) / 1000.0
+
+    async def agent(stream: Any) -> None:
+        async for events in stream.take_events(settings.max_batch, within=within_s):
+            await batcher.process_batch([delivery_of(event.message) for event in events])
+
+    return agent
+
+
+def delivery_of(message: Any) -> Delivery:
+    return Delivery(
+        topic=message.topic, partition=message.partition, offset=message.offset,
+        key=message.key, value=message.value or b"", timestamp=getattr(message, "timestamp", None),
+    )
