@@ -6,7 +6,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 from urllib.parse import unquote, urlparse
 
 from agents.ports import ImageStore
@@ -88,20 +88,22 @@ class FilesystemImageStore:
         return f"FilesystemImageStore({str(self.root)!r})"
 
 
-def open_image_store(spec: Union[str, Path]) -> ImageStore:
-    """The image store a setting names: a directory path or `file://` URI. `s3://` is not supported yet."""
+def open_image_store(
+    spec: Union[str, Path], *, s3_endpoint_url: Optional[str] = None, s3_region: Optional[str] = None
+) -> ImageStore:
+    """The image store a setting names: a directory path, a `file://` URI, or `s3://bucket/prefix`."""
     spec = str(spec).strip()
     if not spec:
-        raise ValueError("image store is empty: give a directory path or a file:// URI")
+        raise ValueError("image store is empty: give a directory path, a file:// URI or s3://bucket/prefix")
     if spec.startswith("s3://"):
-        raise NotImplementedError(
-            f"S3 image store ({spec}) is not available yet; a later issue adds it. Use a directory path or file:// URI"
-        )
+        from infra.s3_store import S3ImageStore
+
+        return S3ImageStore.from_uri(spec, endpoint_url=s3_endpoint_url, region=s3_region)
     if spec.startswith("file:"):
         parsed = urlparse(spec)
         if parsed.netloc not in ("", "localhost"):
             raise ValueError(f"image store {spec!r} names host {parsed.netloc!r}; only local paths are supported")
         return FilesystemImageStore(unquote(parsed.path))
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", spec):
-        raise ValueError(f"image store {spec!r}: unsupported scheme; use a directory path or file:// URI")
+        raise ValueError(f"image store {spec!r}: unsupported scheme; use a directory path, a file:// URI or s3://bucket/prefix")
     return FilesystemImageStore(spec)

@@ -111,8 +111,20 @@ def test_open_image_store_from_path_and_file_uri(tmp_path):
     assert (tmp_path / "b").is_dir()
 
 
-def test_open_image_store_s3_is_not_available_yet():
-    with pytest.raises(NotImplementedError, match="S3.*not available yet"):
+def test_open_image_store_s3_builds_an_s3_store_for_the_bucket_and_prefix():
+    from infra.s3_store import S3ImageStore
+
+    store = open_image_store("s3://bucket/images/gen", s3_endpoint_url="http://127.0.0.1:9", s3_region="eu-west-1")
+    assert isinstance(store, S3ImageStore)
+    assert (store.bucket, store.prefix, store.endpoint_url) == ("bucket", "images/gen", "http://127.0.0.1:9")
+    assert store.key_for("req/../r1-d0-5.png") == "images/gen/req/_../r1-d0-5.png"
+
+
+def test_s3_store_without_boto3_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "boto3", None)
+    with pytest.raises(ImportError, match=r"gapstream\[s3\]"):
         open_image_store("s3://bucket/images")
 
 
