@@ -39,6 +39,7 @@ class Backends:
     llm: Optional[StructuredLLM] = None  # planner and enricher; None: heuristic stages
     vlm: Optional[StructuredLLM] = None  # critic; None: quality checks only
     _redis: object = None
+    claims: object = None  # infra.result_claims.ResultClaims: one result per request and phase (issue 7)
 
     async def aclose(self) -> None:
         for model in {id(m): m for m in (self.llm, self.vlm) if m is not None}.values():
@@ -55,6 +56,7 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
 
     from infra.image_store import open_image_store
     from infra.redis_memory import RedisDedupe, RedisMemoryStore
+    from infra.result_claims import ResultClaims
 
     client = aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=3,
                                      health_check_interval=30)
@@ -88,4 +90,5 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
         search=search,
         text_to_image=text_to_image,
         _redis=client,
+        claims=ResultClaims(client, lease_s=settings.result_claim_lease_s, ttl_s=settings.dedupe_ttl_s),
     )

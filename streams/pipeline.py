@@ -110,8 +110,7 @@ def stage_handlers(stage: str, backends: Backends) -> list[tuple[TopicSpec, Hand
         async def publish(record: CritiqueRecord):
             if not is_final(record):
                 return None  # the enricher's
-            if not await backends.dedupe.claim(f"result:{record.request_id}", settings.dedupe_ttl_s):
-                return None  # a redelivered final critique: the result is out already
+            # The one-result-per-request claim is taken around the send by the StageProcessor (result claims).
             result = build_result(record)
             metrics.RESULTS.labels(result.status).inc()
             metrics.ROUNDS.observe(result.rounds)
@@ -196,7 +195,8 @@ class Worker:
             await delivered
 
         for source, handler in stage_handlers(stage, self.backends):
-            processor = StageProcessor(stage, source, handler, send, settings, self.backends.dedupe)
+            processor = StageProcessor(stage, source, handler, send, settings, self.backends.dedupe,
+                                       self.backends.claims)
 
             async def agent(stream: Any, processor: StageProcessor = processor) -> None:
                 async for event in stream.events():
