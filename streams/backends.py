@@ -10,6 +10,8 @@ from agents.ports import ImageStore, MemoryStore, SearchBackend, StructuredLLM, 
 from infra.settings import Settings
 
 STAGES = ("planner", "searcher", "enricher", "generator", "critic", "publisher")
+# Stages that produce no pipeline output of their own; `all` includes them (issue 7: request deadlines).
+SUPPORT_STAGES = ("watchdog",)
 
 
 class UnknownStageError(ValueError):
@@ -19,12 +21,13 @@ class UnknownStageError(ValueError):
 def parse_stages(spec: Optional[str]) -> tuple[str, ...]:
     """`planner,searcher` → ordered, de-duplicated stage names; empty or 'all' → every stage."""
     if spec is None or spec.strip() in ("", "all"):
-        return STAGES
+        return STAGES + SUPPORT_STAGES
     names = [name.strip() for name in spec.split(",") if name.strip()]
-    unknown = [name for name in names if name not in STAGES]
+    known = STAGES + SUPPORT_STAGES
+    unknown = [name for name in names if name not in known]
     if unknown:
-        raise UnknownStageError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
-    return tuple(stage for stage in STAGES if stage in names)
+        raise UnknownStageError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    return tuple(stage for stage in known if stage in names)
 
 
 @dataclass

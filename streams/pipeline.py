@@ -139,14 +139,19 @@ class Worker:
         self.stages = stages
         self.backends: Optional[Backends] = None
         self.apps: list[Any] = []
+        self.watchdog: Any = None  # streams.watchdog.Watchdog when the "watchdog" stage runs here
 
     async def start(self) -> None:
         started = time.perf_counter()
         await ensure_topics(self.bootstrap, self.settings)
         self.backends = await open_backends(self.settings, self.redis_url, self.stages)
         for stage in self.stages:
+            if stage == "watchdog" and self.settings.request_deadline_s <= 0:
+                continue  # deadlines are off
             self.apps.append(self._build_app(stage))
         await asyncio.gather(*(app.start() for app in self.apps))
+        if self.watchdog is not None:
+            self.watchdog.start()
         log.info("stages %s started in %.2f s", ",".join(self.stages), time.perf_counter() - started)
 
     async def wait_assigned(self, timeout_s: float = 30.0) -> None:
@@ -158,6 +163,8 @@ class Worker:
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
+        if self.watchdog is not None:
+            await self.watchdog.stop()
         await asyncio.gather(*(app.stop() for app in self.apps), return_exceptions=True)
         self.apps.clear()
         if self.backends is not None:
@@ -194,6 +201,15 @@ class Worker:
             delivered = await topic(spec).send(key=key.encode("utf-8"), value=value)
             await delivered
 
+        if stage == "watchdog":
+            from streams.watchdog import Watchdog, attach
+
+            async def send_result(key: str, value: bytes) -> None:
+                await send(RESULTS, key, value)
+
+            self.watchdog = Watchdog(self.backends._redis, self.backends.claims, settings, send_result)
+            attach(app, topic, self.watchdog)
+            return app
         for source, handler in stage_handlers(stage, self.backends):
             processor = StageProcessor(stage, source, handler, send, settings, self.backends.dedupe,
                                        self.backends.claims)
