@@ -104,6 +104,10 @@ class StageProcessor:
             log.exception("stage %s failed to handle a failure", self.stage)
             outcome = "internal-error"
             metrics.STAGE_ERRORS.labels(self.stage, type(exc).__name__).inc()
+            try:  # the message is acked anyway: keep it as a dead letter rather than lose it silently
+                await self._dead_letter(delivery, exc, f"internal error: {type(exc).__name__}: {exc}", None)
+            except Exception:
+                log.exception("stage %s could not dead-letter a message", self.stage)
         finally:
             metrics.STAGE_IN_FLIGHT.labels(self.stage).dec()
         metrics.STAGE_EVENTS.labels(self.stage, outcome).inc()
@@ -112,7 +116,7 @@ class StageProcessor:
     async def _process(self, delivery: Delivery, started: float) -> str:
         try:
             payload = json.loads(delivery.value)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
             await self._dead_letter(delivery, exc, f"not JSON: {exc}", None)
             return "dead-letter"
         if not isinstance(payload, dict):
