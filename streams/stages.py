@@ -115,7 +115,8 @@ class StageProcessor:
 
     async def _process(self, delivery: Delivery, started: float) -> str:
         try:
-            payload = json.loads(delivery.value)
+            # UTF-8 explicitly: json.loads(bytes) would guess UTF-16/32 from the first bytes and report nonsense.
+            payload = json.loads(delivery.value.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
             await self._dead_letter(delivery, exc, f"not JSON: {exc}", None)
             return "dead-letter"
