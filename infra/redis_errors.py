@@ -6,6 +6,8 @@ A Redis restart must not turn good requests into dead letters: while Redis is un
 
 from __future__ import annotations
 
+import inspect
+
 
 def is_redis_outage(exc: BaseException) -> bool:
     try:
@@ -32,3 +34,32 @@ def is_outage(exc: BaseException) -> bool:
     from infra.result_claims import ClaimBusy
 
     return isinstance(exc, ClaimBusy) or is_redis_outage(exc) or is_broker_outage(exc)
+
+
+class StoreUnavailable(ConnectionError):
+    """A Redis-backed store cannot be reached right now; a builtin ConnectionError, so `agents/` (which must not
+    import redis) can catch it as one and degrade."""
+
+    retriable = True
+
+
+class OutageTranslating:
+    """Wraps a Redis-backed port (e.g. the memory store) so Redis outages surface as `StoreUnavailable`."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        attr = getattr(self._inner, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        async def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            try:
+                return await attr(*args, **kwargs)
+            except Exception as exc:
+                if is_redis_outage(exc):
+                    raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from None
+                raise
+
+        return call

@@ -59,6 +59,7 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
 
     from infra.image_store import open_image_store
     from infra.redis_memory import RedisDedupe, RedisMemoryStore
+    from infra.redis_errors import OutageTranslating
     from infra.result_claims import ResultClaims
 
     client = aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=3,
@@ -87,7 +88,7 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
         llm=llm,
         vlm=vlm,
         redis_url=redis_url,
-        memory=RedisMemoryStore(client, ttl_s=settings.memory_ttl_s),
+        memory=OutageTranslating(RedisMemoryStore(client, ttl_s=settings.memory_ttl_s)),  # type: ignore[arg-type]
         dedupe=RedisDedupe(client),
         image_store=open_image_store(settings.image_store),
         search=search,
