@@ -140,11 +140,16 @@ class Worker:
         self.backends: Optional[Backends] = None
         self.apps: list[Any] = []
         self.watchdog: Any = None  # streams.watchdog.Watchdog when the "watchdog" stage runs here
+        self.results_log: Any = None  # streams.result_log.KafkaResultLog: checks a lapsed result claim (issue 7)
 
     async def start(self) -> None:
         started = time.perf_counter()
         await ensure_topics(self.bootstrap, self.settings)
         self.backends = await open_backends(self.settings, self.redis_url, self.stages)
+        from streams.result_log import KafkaResultLog
+
+        self.results_log = KafkaResultLog(self.bootstrap, self.settings)
+        await self.results_log.start()
         for stage in self.stages:
             if stage == "watchdog" and self.settings.request_deadline_s <= 0:
                 continue  # deadlines are off
@@ -170,6 +175,9 @@ class Worker:
         if self.backends is not None:
             await self.backends.aclose()
             self.backends = None
+        if self.results_log is not None:
+            await self.results_log.stop()
+            self.results_log = None
 
     async def __aenter__(self) -> "Worker":
         try:
@@ -207,12 +215,13 @@ class Worker:
             async def send_result(key: str, value: bytes) -> None:
                 await send(RESULTS, key, value)
 
-            self.watchdog = Watchdog(self.backends._redis, self.backends.claims, settings, send_result)
+            self.watchdog = Watchdog(self.backends._redis, self.backends.claims, settings, send_result,
+                                     results_log=self.results_log)
             attach(app, topic, self.watchdog)
             return app
         for source, handler in stage_handlers(stage, self.backends):
             processor = StageProcessor(stage, source, handler, send, settings, self.backends.dedupe,
-                                       self.backends.claims)
+                                       self.backends.claims, self.results_log)
 
             async def agent(stream: Any, processor: StageProcessor = processor) -> None:
                 async for event in stream.events():

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from agents.publisher import failed_result
 from infra import metrics
 from infra.redis_errors import is_outage
-from infra.result_claims import ResultClaims, publish_once
+from infra.result_claims import ResultClaims, ResultLog, phase_of, publish_once
 from infra.settings import Settings
 from schemas.records import DeadLetter, StageTiming
 from schemas.topics import DEAD_LETTERS, RESULTS, TopicSpec
@@ -86,6 +86,7 @@ class StageProcessor:
         settings: Settings,
         dedupe: Any,
         claims: Optional[ResultClaims] = None,
+        results_log: Optional[ResultLog] = None,
     ) -> None:
         self.stage = stage
         self.source = source
@@ -94,6 +95,7 @@ class StageProcessor:
         self.settings = settings
         self.dedupe = dedupe
         self.claims = claims
+        self.results_log = results_log
 
     async def process(self, delivery: Delivery) -> None:
         started = time.perf_counter()
@@ -163,13 +165,13 @@ class StageProcessor:
                 await self.send(topic, out.request_id, encode(out))  # type: ignore[attr-defined]
 
     async def _publish_claimed(self, out: Any) -> bool:
-        phase = "clarification" if getattr(out, "status", None) == "needs_clarification" else "final"
+        phase = phase_of(getattr(out, "status", ""))
         assert self.claims is not None
 
         async def send() -> None:
             await self.send(RESULTS, out.request_id, encode(out))
 
-        return await publish_once(self.claims, out.request_id, send, phase)
+        return await publish_once(self.claims, out.request_id, send, phase, results=self.results_log)
 
     async def _run_with_retries(self, call: Callable[[], Awaitable[Any]]) -> Any:
         started = time.monotonic()
@@ -256,7 +258,7 @@ class StageProcessor:
                 await send()
             return claimed
         try:
-            return await publish_once(self.claims, result.request_id, send, phase)
+            return await publish_once(self.claims, result.request_id, send, phase, results=self.results_log)
         except Exception as exc:
             # Only failures reach here (dead letters); a client told twice that its request failed is better off
             # than one never told.

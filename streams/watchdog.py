@@ -72,11 +72,13 @@ def _text(value: Any) -> str:
 
 class Watchdog:
     def __init__(self, client: Any, claims: ResultClaims, settings: Settings,
-                 send_result: Callable[[str, bytes], Awaitable[None]], *, prefix: str = "gapstream:") -> None:
+                 send_result: Callable[[str, bytes], Awaitable[None]], *, prefix: str = "gapstream:",
+                 results_log: Any = None) -> None:
         self.redis = client
         self.claims = claims
         self.settings = settings
         self.send_result = send_result
+        self.results_log = results_log
         self.deadline_s = settings.request_deadline_s
         base = f"{prefix}watch:{settings.app_id}:"
         self.due_key = base + "due"
@@ -150,7 +152,7 @@ class Watchdog:
         async def send() -> None:
             await self.send_result(request_id, body)
 
-        if await publish_once(self.claims, request_id, send):
+        if await publish_once(self.claims, request_id, send, results=self.results_log):
             metrics.RESULTS.labels("failed").inc()
             log.warning("request %s failed by the watchdog: waiting on %s", request_id, stage)
             return True
