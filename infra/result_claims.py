@@ -63,12 +63,13 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-# KEYS[1] claim. ARGV: token, lease ms, ttl s, marker. → {state, previous value}.
+# KEYS[1] claim, KEYS[2] the single SET NX marker of earlier versions (published there counts).
+# ARGV: token, lease ms, ttl s, marker. → {state, previous value}.
 _BEGIN = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local v = redis.call('GET', KEYS[1])
-if v == 'published' then return {'published', ''} end
+if v == 'published' or redis.call('EXISTS', KEYS[2]) == 1 then return {'published', ''} end
 if v then
   local until_ms = tonumber(string.match(v, '^pending:[^:]*:(%d+):'))
   if until_ms and until_ms > now then return {'busy', v} end
@@ -99,6 +100,11 @@ class ResultClaims:
                 raise ValueError(f"invalid claim key part {part!r}")
         return f"{self.prefix}claim:{phase}:{request_id}"
 
+    def _legacy_key(self, request_id: str, phase: str) -> str:
+        # Before two-step claims the publisher took `{prefix}done:result:<id>` (RedisDedupe.claim): after an upgrade
+        # those results are out, and neither a redelivery nor the watchdog reading old requests may add another.
+        return f"{self.prefix}done:result:{request_id}" if phase == "final" else self.key(request_id, phase)
+
     async def begin(self, request_id: str, phase: str = "final", wait_s: Optional[float] = None,
                     marker: str = "") -> Optional[Claim]:
         """A claim to publish, or None when this phase's result is out already.
@@ -112,7 +118,8 @@ class ResultClaims:
         delay = 0.05
         while True:
             state, previous = (_text(x) for x in await self._begin(
-                keys=[key], args=[token, int(self.lease_s * 1000), self.ttl_s, marker]))
+                keys=[key, self._legacy_key(request_id, phase)],
+                args=[token, int(self.lease_s * 1000), self.ttl_s, marker]))
             if state == "new":
                 return Claim(key, token)
             if state == "takeover":
@@ -136,7 +143,9 @@ class ResultClaims:
 
     async def is_published(self, request_id: str, phase: str = "final") -> bool:
         value = await self.redis.get(self.key(request_id, phase))
-        return value is not None and _text(value) == PUBLISHED
+        if value is not None and _text(value) == PUBLISHED:
+            return True
+        return phase == "final" and bool(await self.redis.exists(self._legacy_key(request_id, phase)))
 
     async def state(self, request_id: str, phase: str = "final") -> Optional[str]:
         """`published`, `pending` or None (nobody has claimed it)."""

@@ -83,3 +83,12 @@ async def test_clarification_and_final_are_claimed_separately(setup, unique):
     assert await publish_once(claims, rid, lambda: send_result(rid), "final", results=log)
     assert not await publish_once(claims, rid, lambda: send_result(rid, "failed"), "final", results=log)
     assert [r["status"] for r in await results_for(rid)] == ["needs_clarification", "completed"]
+
+
+async def test_a_result_claimed_by_an_earlier_version_counts_as_published(setup, redis_url, unique):
+    claims, log, send_result, results_for = setup
+    rid = f"legacy-{unique}"
+    await claims.redis.set(f"{claims.prefix}done:result:{rid}", b"1", ex=60)  # the old single SET NX claim
+    assert await claims.is_published(rid)
+    assert await publish_once(claims, rid, lambda: send_result(rid), results=log) is False
+    assert await results_for(rid) == []
