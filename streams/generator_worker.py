@@ -144,7 +144,11 @@ class BatchingGenerator:
         finally:
             metrics.GENERATOR_BUSY.dec()
         for entry, images in zip(batch, outputs):
-            await self.processor.emit(entry.record, [(IMAGES, images)], time.perf_counter() - started)
+            try:
+                await self.processor.emit(entry.record, [(IMAGES, images)], started)
+            except Exception as exc:  # the send failed after retries: as in StageProcessor, a dead letter
+                outcomes[entry.index] = await self.processor.fail(entry.delivery, exc, entry.payload)
+                continue
             # Marked right after its own send: a kill between two sends redoes only the requests not yet out.
             await self.processor.mark_done(entry.record)
             outcomes[entry.index] = "ok"
