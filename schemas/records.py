@@ -343,6 +343,7 @@ class ResultRecord(_Record):
     # answered question in the trace.
     question: Optional[str] = None
     expires_at: Optional[str] = None
+    base_prompt: Optional[str] = None
     parent: Optional[ParentRef] = None
     clarification: Optional[ClarificationAnswer] = None
 

@@ -82,7 +82,7 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
         llm=llm,
         vlm=vlm,
         redis_url=redis_url,
-        memory=RedisMemoryStore(client, ttl_s=settings.memory_ttl_s),
+        memory=RedisMemoryStore(client, ttl_s=settings.memory_ttl_s, history_cap=settings.memory_history_cap),
         dedupe=RedisDedupe(client),
         image_store=open_image_store(settings.image_store),
         search=search,
