@@ -20,6 +20,7 @@ import click
 from agents.clarify import answer_item, question_for, settle
 from agents.conversation import carry_parent, merge
 from agents.learning import Turn, learn, turn_of
+from infra import metrics
 from schemas.records import (
     AnswerRecord,
     ClarificationAnswer,
@@ -109,6 +110,7 @@ def planner_handlers(backends: Any) -> list[tuple[Any, Any]]:
                               memory_used=record.memory_used, memory_written=record.memory_written,
                               timings=record.timings, degraded=record.degraded, llm_calls=record.llm_calls,
                               request=request, base_prompt=record.base_prompt, parent=record.parent)
+        metrics.RESULTS.labels(result.status).inc()
         return [(CLARIFICATIONS, clarification), (RESULTS, result)]
 
     async def answer(record: AnswerRecord):
@@ -136,6 +138,7 @@ def planner_handlers(backends: Any) -> list[tuple[Any, Any]]:
     async def expired_result(request_id: str, user_id: str, resolved: Optional[tuple]) -> Any:
         if not await backends.dedupe.claim(f"result:{request_id}", settings.dedupe_ttl_s):
             return None
+        metrics.RESULTS.labels("expired").inc()
         return [(RESULTS, expired(request_id, user_id, resolved, settings.clarification_timeout_s))]
 
     return [(REQUESTS, plan), (ANSWERS, answer)]
@@ -171,6 +174,7 @@ async def sweep(backends: Any, send: Any, stop: asyncio.Event) -> None:
                 if await backends.dedupe.claim(f"result:{request_id}", settings.dedupe_ttl_s):
                     result = expired(request_id, resolved[2], resolved, settings.clarification_timeout_s)
                     await send(RESULTS, request_id, encode(result))
+                    metrics.RESULTS.labels("expired").inc()
         except Exception as exc:  # Redis or broker trouble: try again on the next tick
             log.warning("clarification sweep failed: %s: %s", type(exc).__name__, exc)
         try:
