@@ -115,7 +115,11 @@ def planner_handlers(backends: Any) -> list[tuple[Any, Any]]:
 
     async def answer(record: AnswerRecord):
         seen = await pending.peek(record.request_id)
-        if seen is not None and seen[1] != record.user_id:
+        if seen is None:
+            # Never asked (or long forgotten): this answer must not end a request that may still be running.
+            log.warning("answer for %s ignored: no question is waiting for it", record.request_id)
+            return None
+        if seen[1] != record.user_id:
             # Someone else's answer must neither resume nor fail this request: dropped, and said so in the log.
             log.warning("answer for %s from user %s ignored: the request belongs to another user",
                         record.request_id, record.user_id)
@@ -254,6 +258,24 @@ def answer_command(settings: Any, request_id: str, text: str, user: str, timeout
             async with Worker(settings, bootstrap, redis_url, STAGES):
                 return await publish_answer(bootstrap, settings, record, timeout_s)
 
+    async def check() -> None:
+        # Say so at once rather than wait out the timeout: the planner ignores answers nobody asked for.
+        from infra.redis_clarify import PendingQuestions
+        import redis.asyncio as aioredis
+
+        async with _redis_url(settings) as url:
+            client = aioredis.Redis.from_url(url)
+            try:
+                seen = await PendingQuestions(client, prefix=f"{settings.app_id}:").peek(request_id)
+            finally:
+                await client.aclose()
+        if seen is None:
+            raise CliError(f"no question is waiting for request {request_id}")
+        if seen[1] != user:
+            raise CliError(f"request {request_id} belongs to another user")
+
+    if settings.local_mode or settings.redis_url:
+        asyncio.run(check())
     if settings.local_mode:
         result = asyncio.run(local())
     else:

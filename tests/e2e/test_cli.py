@@ -99,6 +99,7 @@ def test_follow_up_and_clarifying_question_from_the_cli(tmp_path):
     (("run", "a cat", "--user", "alice"), {"GAPSTREAM_CORPUS_DIR": "/nonexistent/docs"}, "GAPSTREAM_CORPUS_DIR"),
     (("run", "a cat", "--user", "alice", "--follow", "bad id*"), {}, "parent_request_id"),
     (("answer", "r-1", "  ", "--user", "alice"), {}, "answer"),
+    (("answer", "never-asked", "a fox", "--user", "alice"), {}, "no question is waiting"),
 ])
 def test_mistakes_get_one_line_not_a_traceback(tmp_path, args, env, needle):
     done = _gapstream(*args, home=tmp_path, timeout=60, extra_env=env)

@@ -82,6 +82,16 @@ async def test_a_question_is_asked_answered_and_the_same_request_resumes(pipelin
     assert statuses == ["needs_clarification", "completed"]
 
 
+async def test_an_answer_nobody_asked_for_does_not_end_a_request(pipeline, unique):
+    settings, watcher, producer = pipeline
+    user = f"gus-{unique}"
+    request = ImageRequest(request_id=f"r-{uuid.uuid4().hex[:10]}", user_id=user, prompt="a red kite over a beach")
+    await publish_request(producer, settings, request)
+    await _answer(pipeline, request.request_id, user, "a fox")  # no question was asked: ignored
+    result = await watcher.wait(request.request_id, timeout_s=90)
+    assert result.status == "completed"
+
+
 async def test_without_permission_a_default_is_used_and_recorded(pipeline, unique):
     result = await _submit(pipeline, "draw my logo on a coffee mug", f"bob-{unique}")
     assert result.status == "completed"
