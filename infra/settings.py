@@ -108,6 +108,18 @@ class Settings:
     memory_history_ttl_s: int = 90 * 24 * 3600  # an accepted result is forgotten this long after it was made
     clarification_timeout_s: int = 3600  # a request waiting for an answer expires after this
     clarification_sweep_s: float = 5.0  # how often a planner worker looks for expired questions
+    # Issue 7 (nothing lost, nothing twice): deadlines, retries, result claims, broker security.
+    request_deadline_s: float = 600.0  # a request waiting this long on one stage gets a `failed` result; 0: off
+    watchdog_interval_s: float = 1.0
+    stage_retry_s: float = 30.0  # retriable errors are retried this long before the message is dead-lettered
+    result_claim_lease_s: float = 10.0
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: Optional[str] = None
+    kafka_sasl_username: Optional[str] = None
+    kafka_sasl_password: Optional[str] = field(default=None, repr=False)
+    kafka_ssl_cafile: Optional[str] = None
+    kafka_ssl_certfile: Optional[str] = None
+    kafka_ssl_keyfile: Optional[str] = None
 
     @property
     def local_mode(self) -> bool:
@@ -188,4 +200,17 @@ class Settings:
             memory_history_ttl_s=_int(env, "GAPSTREAM_MEMORY_HISTORY_TTL_S", 90 * 24 * 3600, 1),
             clarification_timeout_s=_int(env, "GAPSTREAM_CLARIFICATION_TIMEOUT_S", 3600, 1),
             clarification_sweep_s=_float(env, "GAPSTREAM_CLARIFICATION_SWEEP_S", 5.0, 0.05, 3600.0),
+            # Issue 7
+            request_deadline_s=_float(env, "GAPSTREAM_REQUEST_DEADLINE_S", 600.0, 0.0, 7 * 24 * 3600.0),
+            watchdog_interval_s=_float(env, "GAPSTREAM_WATCHDOG_INTERVAL_S", 1.0, 0.05, 3600.0),
+            stage_retry_s=_float(env, "GAPSTREAM_STAGE_RETRY_S", 30.0, 0.0, 3600.0),
+            result_claim_lease_s=_float(env, "GAPSTREAM_RESULT_CLAIM_LEASE_S", 10.0, 0.1, 3600.0),
+            kafka_security_protocol=_choice(env, "GAPSTREAM_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+                                            ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")),
+            kafka_sasl_mechanism=_str(env, "GAPSTREAM_KAFKA_SASL_MECHANISM"),
+            kafka_sasl_username=_str(env, "GAPSTREAM_KAFKA_SASL_USERNAME"),
+            kafka_sasl_password=_str(env, "GAPSTREAM_KAFKA_SASL_PASSWORD"),
+            kafka_ssl_cafile=_str(env, "GAPSTREAM_KAFKA_SSL_CAFILE"),
+            kafka_ssl_certfile=_str(env, "GAPSTREAM_KAFKA_SSL_CERTFILE"),
+            kafka_ssl_keyfile=_str(env, "GAPSTREAM_KAFKA_SSL_KEYFILE"),
         )

@@ -2,8 +2,8 @@
 and the `gapstream answer` command.
 
 Results of one request (see docs/design-notes.md, "Memory, loop and clarifications"): at most one
-`needs_clarification` result, claimed on `result:<request_id>:clarify`, and exactly one final result (completed,
-failed or expired), claimed on `result:<request_id>` as every final result is.
+`needs_clarification` result (result-claim phase `clarification`) and exactly one final result (completed, failed
+or expired: phase `final`), both through `infra.result_claims`.
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ def planner_handlers(backends: Any) -> list[tuple[Any, Any]]:
         data = json.dumps({"request": request.model_dump(mode="json"), "gap": asked.model_dump(mode="json"),
                            "question": question})
         await pending.put(request.request_id, request.user_id, deadline, data, KEEP_AFTER_S)
-        if not await backends.dedupe.claim(f"result:{request.request_id}:clarify", settings.dedupe_ttl_s):
-            return None  # a redelivered request: the question is out already
+        # The StageProcessor publishes results through the result claims (phase `clarification` here), so a
+        # redelivered request cannot ask twice.
         expires_at = _iso(deadline)
         clarification = ClarificationRecord(request_id=request.request_id, user_id=request.user_id, gap_id=asked.id,
                                             subject=asked.subject, question=question, expires_at=expires_at)
@@ -140,9 +140,7 @@ def planner_handlers(backends: Any) -> list[tuple[Any, Any]]:
         return [(GAPS, planned)]
 
     async def expired_result(request_id: str, user_id: str, resolved: Optional[tuple]) -> Any:
-        if not await backends.dedupe.claim(f"result:{request_id}", settings.dedupe_ttl_s):
-            return None
-        metrics.RESULTS.labels("expired").inc()
+        metrics.RESULTS.labels("expired").inc()  # claimed (phase `final`) by the StageProcessor around the send
         return [(RESULTS, expired(request_id, user_id, resolved, settings.clarification_timeout_s))]
 
     return [(REQUESTS, plan), (ANSWERS, answer)]
@@ -162,9 +160,10 @@ def expired(request_id: str, user_id: str, resolved: Optional[tuple], timeout_s:
                         request=request)
 
 
-async def sweep(backends: Any, send: Any, stop: asyncio.Event) -> None:
+async def sweep(backends: Any, send: Any, stop: asyncio.Event, results_log: Any = None) -> None:
     """Expire questions past their deadline, every `clarification_sweep_s`; runs beside the planner stage. Any
     number of planner workers may sweep: the state change is atomic, and only the one that made it publishes."""
+    from infra.result_claims import phase_of, publish_once
     from streams.stages import encode
 
     settings = backends.settings
@@ -175,9 +174,13 @@ async def sweep(backends: Any, send: Any, stop: asyncio.Event) -> None:
                 resolved = await pending.resolve(request_id, "expired")
                 if resolved is None or resolved[0] != "waiting":
                     continue
-                if await backends.dedupe.claim(f"result:{request_id}", settings.dedupe_ttl_s):
-                    result = expired(request_id, resolved[2], resolved, settings.clarification_timeout_s)
-                    await send(RESULTS, request_id, encode(result))
+                result = expired(request_id, resolved[2], resolved, settings.clarification_timeout_s)
+
+                async def publish(result: ResultRecord = result) -> None:
+                    await send(RESULTS, result.request_id, encode(result))
+
+                # The same claim as every final result: a completed or failed result and `expired` exclude each other.
+                if await publish_once(backends.claims, request_id, publish, phase_of("expired"), results=results_log):
                     metrics.RESULTS.labels("expired").inc()
         except Exception as exc:  # Redis or broker trouble: try again on the next tick
             log.warning("clarification sweep failed: %s: %s", type(exc).__name__, exc)

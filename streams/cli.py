@@ -288,6 +288,9 @@ from streams.clarify import answer_command  # noqa: E402
 
 cli.add_command(bench)
 cli.add_command(answer_command)
+from streams.dlq import dlq  # noqa: E402
+
+cli.add_command(dlq)
 
 
 def _print_result(result: ResultRecord, as_json: bool) -> None:
