@@ -18,6 +18,7 @@ from typing import Optional
 
 import numpy as np
 
+from agents import loop
 from agents.memory import contains_phrase
 from agents.ports import ImageStore
 from schemas.records import (
@@ -92,22 +93,38 @@ def check(item: ChecklistItem, prompt: str) -> CheckResult:
     return CheckResult(item_id=item.id, passed=True)
 
 
-def verdict_for(record: ImagesRecord, score: float, accept_score: float) -> str:
-    """accept at the request's threshold (or `accept_score`), exhausted on the last round, revise otherwise."""
+def decision_for(record: ImagesRecord, score: float, accept_score: float) -> loop.Decision:
+    """The loop's next step (`agents.loop.decide`): the request's threshold (or `accept_score`), its max_rounds, and
+    the best score of the earlier rounds for the no-improvement rule."""
     threshold = record.request.accept_score if record.request.accept_score is not None else accept_score
-    if score >= threshold:
-        return "accept"
-    if record.round + 1 >= record.request.max_rounds:
-        return "exhausted"
-    return "revise"
+    previous = record.best_score if record.round > 0 else None
+    return loop.decide(record.round, record.request.max_rounds, threshold, score, previous)
+
+
+def verdict_for(record: ImagesRecord, score: float, accept_score: float) -> str:
+    """accept at the threshold, exhausted on the last round or without improvement, revise otherwise."""
+    return decision_for(record, score, accept_score).verdict
 
 
 def best_so_far(record: ImagesRecord, ref: ImageRef, score: float) -> tuple[Optional[ImageRef], Optional[float],
                                                                             Optional[str]]:
     """(best image, its score, its prompt) over all rounds; an earlier draft keeps its place on a tie."""
-    if record.best_score is None or score > record.best_score:
-        return ref, score, record.prompt
-    return record.best, record.best_score, record.best_prompt
+    best, best_score = loop.best_so_far(record.best, record.best_score, ref, score)
+    return best, best_score, (record.prompt if best is ref else record.best_prompt)
+
+
+def suggestions_for(items: list[ChecklistItem], checks: list[CheckResult], problems: bool) -> list[str]:
+    """Prompt changes for the next round, as "add: <words>": what failed checks miss, and detail for poor drafts.
+    The enricher applies them, so the critique visibly changes the next prompt."""
+    by_id = {item.id: item for item in items}
+    out: list[str] = []
+    for result in checks:
+        item = by_id.get(result.item_id)
+        if not result.passed and item is not None and item.terms:
+            out.append("add: " + " ".join(item.terms))
+    if problems:
+        out.append("add: sharp focus, high contrast, rich detail")
+    return out[:5]
 
 
 class QualityCritic:
@@ -147,7 +164,7 @@ class QualityCritic:
         score = best_draft.score
 
         best, best_score, best_prompt = best_so_far(record, best_ref, score)
-        verdict = verdict_for(record, score, self.accept_score)
+        decision = decision_for(record, score, self.accept_score)
 
         items = {item.id: item for item in record.checklist}
         feedback = [f"missing: {items[c.item_id].text} ({c.reason})" for c in checks if not c.passed]
@@ -155,12 +172,14 @@ class QualityCritic:
             feedback += [f"draft {draft.uri}: {problem}" for problem in draft.problems]
         critique = Critique(
             round=record.round,
-            verdict=verdict,
+            verdict=decision.verdict,
             score=score,
             checks=checks,
             drafts=[d for d, _ in ranked],
             feedback=feedback,
+            suggestions=suggestions_for(record.checklist, checks, any(d.problems for d, _ in ranked)),
             prompt=record.prompt,
+            stop_reason=None if decision.verdict == "revise" else decision.reason,
         )
         return CritiqueRecord.model_validate(
             {

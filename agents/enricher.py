@@ -32,6 +32,7 @@ QUALITY_BOOST = "sharp focus, high contrast, rich detail"
 # About 77 CLIP tokens; words beyond this are not seen, so default phrases past it are dropped, not sent.
 MAX_PROMPT_WORDS = 60
 _GAP_ORDER = {"knowledge": 0, "memory": 1, "ambiguity": 2, "constraint": 2, "preference": 3}
+_SUGGESTION = re.compile(r"^\s*add:\s*([^\n]{1,200}?)\s*$", re.I)
 _STYLE_NOUNS = re.compile(r"\b(?:style|art|painting|sketch(?:es)?|drawing|illustration|render|photo(?:graph)?)$", re.I)
 
 
@@ -94,7 +95,9 @@ class Enricher:
 
     def enrich(self, record: Union[SearchResultsRecord, CritiqueRecord]) -> EnrichedPromptRecord:
         plan = self.prepare(record)
-        prompt, additions = self._compose(plan.record, failed=plan.failed, quality_problems=plan.quality_problems)
+        suggestions = plan.critique.suggestions if plan.critique else []
+        prompt, additions = self._compose(plan.record, failed=plan.failed, quality_problems=plan.quality_problems,
+                                          suggestions=suggestions, round_=plan.round)
         return self.build(plan, prompt, additions)
 
     def prepare(self, record: Union[SearchResultsRecord, CritiqueRecord]) -> RoundPlan:
@@ -132,9 +135,11 @@ class Enricher:
                          critique=record.critique)
 
     def _compose(
-        self, record: SearchResultsRecord, failed: list[ChecklistItem], quality_problems: bool
+        self, record: SearchResultsRecord, failed: list[ChecklistItem], quality_problems: bool,
+        suggestions: Sequence[str] = (), round_: int = 0,
     ) -> tuple[str, list[PromptAddition]]:
-        user = re.sub(r"\s+", " ", record.request.prompt).strip().rstrip(".,;: ")
+        # A follow-up or an answered question plans from `base_prompt`; otherwise the user's own words come first.
+        user = re.sub(r"\s+", " ", record.base_prompt or record.request.prompt).strip().rstrip(".,;: ")
         gaps = {g.id: g for g in record.gaps}
         filled = sorted(
             (g for g in record.gaps if g.status == "filled" and g.value and g.source),
@@ -172,9 +177,17 @@ class Enricher:
             add_gap(gap)
         for item in failed:
             spell_out(item)
+        # The critique's suggestions ("add: <words>") change this round's prompt; the source names the round that
+        # suggested them, so the trace shows which critique changed what.
+        applied = False
+        for suggestion in suggestions:
+            match = _SUGGESTION.match(suggestion or "")
+            if match:
+                add(match.group(1), "", f"critique:round{round_ - 1}")
+                applied = True
         for gap in (g for g in filled if g.id not in failed_gaps):
             add_gap(gap)
-        if quality_problems:
+        if quality_problems and not applied:
             add(QUALITY_BOOST, "", "critique:quality")
         return ", ".join(parts), additions
 

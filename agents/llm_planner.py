@@ -96,7 +96,10 @@ class LLMPlanner:
         stored, memory_ok = await read_memory(self.memory, request.user_id, degraded)
         statements = statements_in(request.prompt, now=request.created_at)
         view = MemoryView([*stored, *statements])
-        shown = view.items[-MAX_MEMORY_SHOWN:]
+        # Learned history and entities only where this prompt names what they show (issue 6): the capped history
+        # would otherwise crowd the user's own statements out of the model's view.
+        related = {i.id for i in view.relevant(request.prompt)}
+        shown = [i for i in view.items if i.kind in ("fact", "preference") or i.id in related][-MAX_MEMORY_SHOWN:]
         aliases = {f"m{i + 1}": item for i, item in enumerate(shown)}
 
         call = ModelCall(self.llm, self.template, stage="planner", round=0)

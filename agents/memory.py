@@ -213,6 +213,11 @@ def describe(item: MemoryItem) -> str:
     return f"{article} {value}"
 
 
+def is_learned(item: MemoryItem) -> bool:
+    """Inferred from accepted results rather than stated by the user; a statement always wins over it."""
+    return item.source.startswith("learned:")
+
+
 class MemoryView:
     """One user's memory, oldest first, with the lookups the planner needs. Later items win over earlier ones."""
 
@@ -230,11 +235,40 @@ class MemoryView:
         return len(self.items)
 
     def style(self) -> Optional[MemoryItem]:
-        """The newest style preference ("I now prefer gouache" after "I like charcoal" gives gouache)."""
+        """The newest stated style preference ("I now prefer gouache" after "I like charcoal" gives gouache); a style
+        only learned from requests (source "learned:…") counts when the user never stated one."""
+        learned = None
         for item in reversed(self.items):
             if item.kind == "preference" and item.subject == "style":
-                return item
-        return None
+                if not is_learned(item):
+                    return item
+                learned = learned or item
+        return learned
+
+    def history(self) -> list[MemoryItem]:
+        """Accepted results, newest first."""
+        return [i for i in reversed(self.items) if i.kind == "history"]
+
+    def relevant(self, prompt: str) -> list[MemoryItem]:
+        """Only the items this prompt can use, oldest first: facts it names (by name, "my dog", or noun), the
+        current style and the other preferences, and the history that involves what it names."""
+        mentioned = set(content_words(prompt))
+        wanted: dict[str, MemoryItem] = {}
+        for item in self.items:
+            if item.kind == "fact" and any(contains_phrase(prompt, alias) for alias in aliases(item)):
+                wanted[item.id] = item
+        names = {i.subject for i in wanted.values()} | mentioned
+        for item in self.history():
+            if names & set(item.entities):
+                wanted[item.id] = item
+                break
+        style = self.style()
+        if style is not None:
+            wanted[style.id] = style
+        for item in self.preferences():
+            if item.subject != "style":
+                wanted.setdefault(item.id, item)
+        return [i for i in self.items if i.id in wanted]
 
     def preferences(self, subject: Optional[str] = None) -> list[MemoryItem]:
         """Preferences, newest first, optionally of one subject."""

@@ -20,6 +20,7 @@ from agents.memory import (
     find_styles,
     statements_in,
 )
+from agents.learning import last_time, repeats_last_time
 from agents.ports import MemoryStore
 from schemas.records import ChecklistItem, Gap, GapsRecord, ImageRequest, MemoryItem
 
@@ -240,14 +241,21 @@ class HeuristicPlanner:
 
         style_ref = _STYLE_REF.search(prompt)
         style_item = view.style()
+        previous = last_time(view, prompt)  # "draw Max like last time": the last accepted result showing Max
         if style_ref:
             phrase = style_ref.group(0).strip()
             fields = dict(kind="memory", strategy="memory", subject="style",
                           description=f"the user's style, referred to as '{phrase}'")
-            if style_item:
+            if previous is not None and previous.style:
+                add_gap(**fields, **fill_from(previous, previous.style))
+            elif style_item:
                 add_gap(**fields, **fill_from(style_item, style_item.value))
             else:
                 add_gap(**fields, status="unfilled", reason="no style preference in the user's memory")
+        if previous is not None and repeats_last_time(prompt, {i.subject for i in view.names_in(prompt)}):
+            add_gap(kind="memory", strategy="memory", subject="last time",
+                    description="what the last accepted image showed",
+                    **fill_from(previous, _STYLE_REF.sub("", previous.text).strip(" ,.") or previous.text))
 
         referenced: set[str] = set()
         for match in _POSSESSIVE.finditer(prompt):

@@ -50,6 +50,9 @@ def build_result(record: CritiqueRecord) -> ResultRecord:
         degraded=record.degraded,
         llm_calls=record.llm_calls,
         request=record.request,
+        base_prompt=record.base_prompt,
+        parent=record.parent,
+        clarification=record.clarification,
     )
 
 

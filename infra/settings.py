@@ -103,6 +103,11 @@ class Settings:
     search_timeout_s: float = 15.0
     search_read_pages: int = 0  # result pages to fetch and read per request when snippets lack the fact
     search_page_max_bytes: int = 512 * 1024
+    # Issue 6: memory that learns, conversations, clarifying questions.
+    memory_history_cap: int = 50  # accepted results remembered per user (oldest dropped first)
+    memory_history_ttl_s: int = 90 * 24 * 3600  # an accepted result is forgotten this long after it was made
+    clarification_timeout_s: int = 3600  # a request waiting for an answer expires after this
+    clarification_sweep_s: float = 5.0  # how often a planner worker looks for expired questions
     # Issue 7 (nothing lost, nothing twice): deadlines, retries, result claims, broker security.
     request_deadline_s: float = 600.0  # a request waiting this long on one stage gets a `failed` result; 0: off
     watchdog_interval_s: float = 1.0
@@ -197,6 +202,11 @@ class Settings:
             search_timeout_s=_float(env, "GAPSTREAM_SEARCH_TIMEOUT_S", 15.0, 0.1, 600.0),
             search_read_pages=_int(env, "GAPSTREAM_SEARCH_READ_PAGES", 0, 0, 20),
             search_page_max_bytes=_int(env, "GAPSTREAM_SEARCH_PAGE_MAX_BYTES", 512 * 1024, 1024, 50 * 1024 * 1024),
+            # Issue 6
+            memory_history_cap=_int(env, "GAPSTREAM_MEMORY_HISTORY_CAP", 50, 1, 10_000),
+            memory_history_ttl_s=_int(env, "GAPSTREAM_MEMORY_HISTORY_TTL_S", 90 * 24 * 3600, 1),
+            clarification_timeout_s=_int(env, "GAPSTREAM_CLARIFICATION_TIMEOUT_S", 3600, 1),
+            clarification_sweep_s=_float(env, "GAPSTREAM_CLARIFICATION_SWEEP_S", 5.0, 0.05, 3600.0),
             # Issue 7
             request_deadline_s=_float(env, "GAPSTREAM_REQUEST_DEADLINE_S", 600.0, 0.0, 7 * 24 * 3600.0),
             watchdog_interval_s=_float(env, "GAPSTREAM_WATCHDOG_INTERVAL_S", 1.0, 0.05, 3600.0),

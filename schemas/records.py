@@ -29,7 +29,7 @@ GapKind = Literal["knowledge", "memory", "preference", "ambiguity", "constraint"
 Strategy = Literal["search", "memory", "reason", "default", "ask"]
 GapStatus = Literal["open", "filled", "unfilled"]
 Verdict = Literal["accept", "revise", "exhausted"]
-ResultStatus = Literal["completed", "failed", "needs_clarification"]
+ResultStatus = Literal["completed", "failed", "needs_clarification", "expired"]
 
 
 def utc_now() -> str:
@@ -111,13 +111,22 @@ class ChecklistItem(_Record):
 
 
 class MemoryItem(_Record):
+    """One remembered thing. `fact` and `preference` are stated or learned; `entity` is something the user referred
+    to; `history` is an accepted result (its prompt, style and image), capped and expiring (issue 6)."""
+
     id: str
-    kind: Literal["fact", "preference"]
+    kind: Literal["fact", "preference", "entity", "history"]
     text: str
     subject: str = ""
     value: str = ""
     source: str = "user"
     created_at: str = Field(default_factory=utc_now)
+    # Issue 6, all optional: the request that wrote the item, when a history item expires, and what it produced.
+    request_id: Optional[str] = None
+    expires_at: Optional[str] = None
+    style: str = ""
+    entities: list[str] = Field(default_factory=list)
+    image_uri: Optional[str] = None
 
 
 class StageTiming(_Record):
@@ -165,6 +174,30 @@ class GapsRecord(_Envelope):
     checklist: list[ChecklistItem] = Field(default_factory=list)
     memory_used: list[MemoryItem] = Field(default_factory=list)
     memory_written: list[MemoryItem] = Field(default_factory=list)
+    # Issue 6: what the prompt is planned from when it is not the request's own text (a follow-up merged with its
+    # parent's prompt, or an answered clarification), and the parent result it started from.
+    base_prompt: Optional[str] = None
+    parent: Optional["ParentRef"] = None
+    clarification: Optional["ClarificationAnswer"] = None
+
+
+class ParentRef(_Record):
+    """The earlier result a follow-up request (`parent_request_id`) starts from."""
+
+    request_id: str
+    prompt: str
+    final_prompt: str = ""
+    image_uri: Optional[str] = None
+
+
+class ClarificationAnswer(_Record):
+    """The question asked about a request and the user's answer, carried in the trace after a resume."""
+
+    gap_id: str
+    subject: str
+    question: str
+    answer: str
+    remembered: Optional[str] = None  # id of the memory item the answer became
 
 
 class Hit(_Record):
@@ -241,6 +274,7 @@ class Critique(_Record):
     suggestions: list[str] = Field(default_factory=list)  # prompt changes the judge proposes for the next round
     judge: str = "heuristic"  # "heuristic" or "vlm:<model>"
     prompt: str = ""
+    stop_reason: Optional[str] = None  # issue 6: why the loop ended here (threshold, max_rounds, no improvement)
 
 
 class EnrichedPromptRecord(SearchResultsRecord):
@@ -305,6 +339,13 @@ class ResultRecord(_Record):
     error: Optional[str] = None
     request: Optional[ImageRequest] = None
     finished_at: str = Field(default_factory=utc_now)
+    # Issue 6: the question of a `needs_clarification` result and when it expires; a follow-up's parent and an
+    # answered question in the trace.
+    question: Optional[str] = None
+    expires_at: Optional[str] = None
+    base_prompt: Optional[str] = None
+    parent: Optional[ParentRef] = None
+    clarification: Optional[ClarificationAnswer] = None
 
 
 class DeadLetter(_Record):
@@ -326,6 +367,43 @@ class DeadLetter(_Record):
     at: str = Field(default_factory=utc_now)
 
 
+class ClarificationRecord(_Record):
+    """`gapstream.clarifications`: a question about a request that memory could not answer (issue 6).
+
+    Answer it with an `AnswerRecord` on `gapstream.answers` (or `gapstream answer REQUEST_ID "..."`) before
+    `expires_at`; the same request then resumes and the answer is remembered."""
+
+    schema_version: int = SCHEMA_VERSION
+    request_id: str = Field(pattern=REQUEST_ID_PATTERN)
+    user_id: str = Field(pattern=USER_ID_PATTERN)
+    gap_id: str
+    subject: str
+    question: str
+    asked_at: str = Field(default_factory=utc_now)
+    expires_at: str
+
+
+class AnswerRecord(_Record):
+    """`gapstream.answers`: a user's answer to a clarification; keyed by request_id (issue 6)."""
+
+    schema_version: int = SCHEMA_VERSION
+    request_id: str = Field(pattern=REQUEST_ID_PATTERN)
+    user_id: str = Field(pattern=USER_ID_PATTERN)
+    answer: str = Field(min_length=1, max_length=1000)
+    answered_at: str = Field(default_factory=utc_now)
+
+    @field_validator("answer")
+    @classmethod
+    def _answer_has_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("answer is blank")
+        if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", value):
+            raise ValueError("answer contains control characters")
+        return value
+
+
+GapsRecord.model_rebuild()
+SearchResultsRecord.model_rebuild()
 EnrichedPromptRecord.model_rebuild()
 ImagesRecord.model_rebuild()
 CritiqueRecord.model_rebuild()

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from schemas.records import (
+    AnswerRecord,
+    ClarificationRecord,
     CritiqueRecord,
     DeadLetter,
     EnrichedPromptRecord,
@@ -40,6 +42,11 @@ CRITIQUES = TopicSpec("critiques", CritiqueRecord, description="critique per rou
 RESULTS = TopicSpec("results", ResultRecord, description="one final result per request")
 DEAD_LETTERS = TopicSpec("dead-letters", DeadLetter, description="messages a stage could not process")
 
+# Issue 6: a question back to the user, and the user's answer that resumes the same request.
+CLARIFICATIONS = TopicSpec("clarifications", ClarificationRecord, description="questions about ambiguous requests")
+ANSWERS = TopicSpec("answers", AnswerRecord, description="users' answers; each resumes its request")
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     REQUESTS, GAPS, SEARCH_RESULTS, ENRICHED_PROMPTS, IMAGES, CRITIQUES, RESULTS, DEAD_LETTERS,
+    CLARIFICATIONS, ANSWERS,
 )

@@ -88,7 +88,8 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
         llm=llm,
         vlm=vlm,
         redis_url=redis_url,
-        memory=OutageTranslating(RedisMemoryStore(client, ttl_s=settings.memory_ttl_s)),  # type: ignore[arg-type]
+        memory=OutageTranslating(RedisMemoryStore(client, ttl_s=settings.memory_ttl_s,
+                                                   history_cap=settings.memory_history_cap)),  # type: ignore[arg-type]
         dedupe=RedisDedupe(client),
         image_store=open_image_store(settings.image_store, s3_endpoint_url=settings.s3_endpoint_url,
                                      s3_region=settings.s3_region),

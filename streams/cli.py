@@ -118,6 +118,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 @cli.command()
 @click.argument("prompt")
 @with_request_options
+@click.option("--follow", "parent_request_id", default=None, metavar="REQUEST_ID",
+              help="A follow-up of this earlier request: start from its result and change only what PROMPT asks.")
+@click.option("--ask", "allow_clarification", is_flag=True, default=None,
+              help="Allow a clarifying question when memory cannot fill a gap (answer with `gapstream answer`).")
 @click.pass_obj
 def run(settings: Settings, prompt: str, user: str, request_id: Optional[str], timeout_s: float, as_json: bool,
         **options: Any) -> None:
@@ -125,7 +129,7 @@ def run(settings: Settings, prompt: str, user: str, request_id: Optional[str], t
     request = _request(prompt, user, request_id, **options)
     result = asyncio.run(_run_local(settings, request, timeout_s))
     _print_result(result, as_json)
-    sys.exit(0 if result.status == "completed" else 1)
+    sys.exit(0 if result.status in ("completed", "needs_clarification") else 1)
 
 
 async def _run_local(settings: Settings, request: ImageRequest, timeout_s: float) -> ResultRecord:
@@ -247,7 +251,8 @@ def memory_show(settings: Settings, user: str, as_json: bool) -> None:
         click.echo(f"nothing remembered about {user}")
     for item in items:
         subject = f" [{item.subject}]" if item.subject else ""
-        click.echo(f"{item.id}  {item.kind:<10}{subject} {item.text}  (from {item.source}, {item.created_at})")
+        until = f", until {item.expires_at}" if item.expires_at else ""
+        click.echo(f"{item.id}  {item.kind:<10}{subject} {item.text}  (from {item.source}, {item.created_at}{until})")
 
 
 @memory.command("forget")
@@ -270,7 +275,7 @@ async def _memory_store(settings: Settings) -> AsyncIterator[Any]:
     from infra.redis_memory import RedisMemoryStore
 
     async with _redis_url(settings) as url:
-        store = RedisMemoryStore.from_url(url, ttl_s=settings.memory_ttl_s)
+        store = RedisMemoryStore.from_url(url, ttl_s=settings.memory_ttl_s, history_cap=settings.memory_history_cap)
         try:
             yield store
         finally:
@@ -279,8 +284,10 @@ async def _memory_store(settings: Settings) -> AsyncIterator[Any]:
 
 # Command groups that live in their own modules, one line each.
 from streams.bench import bench  # noqa: E402
+from streams.clarify import answer_command  # noqa: E402
 
 cli.add_command(bench)
+cli.add_command(answer_command)
 from streams.dlq import dlq  # noqa: E402
 
 cli.add_command(dlq)

@@ -37,20 +37,10 @@ def stage_handlers(stage: str, backends: Backends) -> list[tuple[TopicSpec, Hand
     """The input topics of a stage and what it does with each record."""
     settings = backends.settings
     if stage == "planner":
-        from agents.planner import HeuristicPlanner
+        # Requests, follow-ups and answers to clarifying questions (issue 6).
+        from streams.clarify import planner_handlers
 
-        planner = HeuristicPlanner(backends.memory)
-        if backends.llm is not None:
-            from agents.llm_planner import LLMPlanner
-
-            planner = LLMPlanner(backends.llm, backends.memory, planner, on_error=settings.llm_on_error)
-
-        async def plan(request: Any):
-            record = await planner(request)
-            _count_gaps(record.gaps, "planned")
-            return [(GAPS, record)]
-
-        return [(REQUESTS, plan)]
+        return planner_handlers(backends)
     if stage == "searcher":
         from agents.searcher import Searcher
         from infra.search_factory import searcher_options
@@ -111,6 +101,9 @@ def stage_handlers(stage: str, backends: Backends) -> list[tuple[TopicSpec, Hand
                 return None  # the enricher's
             # The one-result-per-request claim is taken around the send by the StageProcessor (result claims).
             result = build_result(record)
+            from streams.clarify import remember_result
+
+            await remember_result(backends, result)  # issue 6: accepted results teach the user's memory
             metrics.RESULTS.labels(result.status).inc()
             metrics.ROUNDS.observe(result.rounds)
             metrics.REQUEST_SECONDS.observe(sum(t.seconds for t in result.timings))
@@ -138,6 +131,9 @@ class Worker:
         self.stages = stages
         self.backends: Optional[Backends] = None
         self.apps: list[Any] = []
+        self._senders: dict[str, Any] = {}
+        self._sweeper: Optional[asyncio.Task] = None
+        self._sweep_stop = asyncio.Event()
         self.watchdog: Any = None  # streams.watchdog.Watchdog when the "watchdog" stage runs here
         self.results_log: Any = None  # streams.result_log.KafkaResultLog: checks a lapsed result claim (issue 7)
 
@@ -154,6 +150,11 @@ class Worker:
                 continue  # deadlines are off
             self.apps.append(self._build_app(stage))
         await asyncio.gather(*(app.start() for app in self.apps))
+        if "planner" in self.stages:  # issue 6: questions nobody answered in time get an `expired` result
+            from streams.clarify import sweep
+
+            self._sweeper = asyncio.create_task(sweep(self.backends, self._senders["planner"], self._sweep_stop,
+                                                      self.results_log))
         if self.watchdog is not None:
             self.watchdog.start()
         log.info("stages %s started in %.2f s", ",".join(self.stages), time.perf_counter() - started)
@@ -167,6 +168,10 @@ class Worker:
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweep_stop.set()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         if self.watchdog is not None:
             await self.watchdog.stop()
         await asyncio.gather(*(app.stop() for app in self.apps), return_exceptions=True)
@@ -207,6 +212,8 @@ class Worker:
             # Wait for the broker's ack: the input is only acked (and its offset committed) after this returns.
             delivered = await topic(spec).send(key=key.encode("utf-8"), value=value)
             await delivered
+
+        self._senders[stage] = send
 
         if stage == "watchdog":
             from streams.watchdog import Watchdog, attach

@@ -18,6 +18,14 @@ def format_result(result: ResultRecord) -> str:
                  f" after {result.rounds} round(s){score}")
     if result.error:
         lines.append(f"error: {result.error}")
+    if result.status == "needs_clarification" and result.question:
+        lines.append(f"question: {result.question}")
+        lines.append(f'answer with: gapstream answer {result.request_id} "..." --user {result.user_id}'
+                     + (f" (before {result.expires_at})" if result.expires_at else ""))
+    if result.parent:
+        lines.append(f"follows: {result.parent.request_id} ({result.parent.prompt})")
+    if result.clarification:
+        lines.append(f"answered: {result.clarification.question} -> {result.clarification.answer}")
     if result.best_image:
         lines.append(f"image: {_path(result.best_image.uri)}")
     for ref in result.images:

@@ -99,7 +99,10 @@ class Watchdog:
             return
         if suffix == RESULTS.suffix:
             if payload.get("status") == "needs_clarification":
-                return  # waiting on the user is not a stuck stage; the final result still ends it
+                # Waiting on the user is not a stuck stage: the deadline moves past the question's expiry (issue 6),
+                # when the clarification sweeper publishes `expired`; the final result still ends it.
+                await self._wait_for_user(request_id, payload.get("expires_at"))
+                return
             rank, stage = DONE_RANK, "done"
         else:
             hop, stage = HOPS[suffix]
@@ -117,6 +120,16 @@ class Watchdog:
                                 args=[rank, seen_at + self.deadline_s, info, ttl, request_id])
         except Exception as exc:
             log.warning("watchdog cannot record %s (%s)", suffix, type(exc).__name__)
+
+    async def _wait_for_user(self, request_id: str, expires_at: Any) -> None:
+        from datetime import datetime
+
+        try:
+            until = datetime.fromisoformat(expires_at).timestamp() if isinstance(expires_at, str) else time.time()
+            # XX: only a request still tracked; one already finished (or resumed past it) is left alone.
+            await self.redis.zadd(self.due_key, {request_id: until + self.deadline_s}, xx=True)
+        except Exception as exc:
+            log.warning("watchdog cannot extend %s for its question (%s)", request_id, type(exc).__name__)
 
     async def sweep(self, now: Optional[float] = None) -> int:
         """Fail every overdue request whose result is not out; the number of failed results published."""

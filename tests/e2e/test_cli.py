@@ -45,9 +45,44 @@ def test_run_uses_remembered_facts_and_prints_only_json(tmp_path, example_corpus
     assert human.returncode == 0, human.stderr
     assert "image: " in human.stdout and "gaps:" in human.stdout
 
+    # Both accepted results were learned (history with the image, entities referred to), beside the 2 statements.
+    remembered = json.loads(_gapstream("memory", "show", "alice", "--json", home=home).stdout)
+    history = [item for item in remembered if item["kind"] == "history"]
+    assert result["request_id"] in {h["request_id"] for h in history} and len(history) == 2
+    assert all(item["source"] and item["created_at"] for item in remembered)
+    shown = _gapstream("memory", "show", "alice", home=home).stdout
+    assert "(from result:" in shown and "until " in shown
+
     forgot = _gapstream("memory", "forget", "alice", home=home)
-    assert forgot.returncode == 0 and "forgot 2 item(s)" in forgot.stdout
+    assert forgot.returncode == 0 and f"forgot {len(remembered)} item(s)" in forgot.stdout
     assert json.loads(_gapstream("memory", "show", "alice", "--json", home=home).stdout) == []
+
+
+def test_follow_up_and_clarifying_question_from_the_cli(tmp_path):
+    home = tmp_path / "home"
+    asked = _gapstream("run", "draw my logo on a mug", "--user", "zoe", "--ask", "--json", home=home)
+    assert asked.returncode == 0, asked.stderr
+    question = json.loads(asked.stdout)
+    assert question["status"] == "needs_clarification" and "logo" in question["question"]
+
+    answered = _gapstream("answer", question["request_id"], "a blue fox", "--user", "zoe", "--json", home=home)
+    assert answered.returncode == 0, answered.stderr
+    done = json.loads(answered.stdout)
+    assert done["request_id"] == question["request_id"] and done["status"] == "completed"
+    assert "blue fox" in done["prompt"].lower()
+
+    follow = _gapstream("run", "now at night", "--user", "zoe", "--follow", question["request_id"], "--json",
+                        home=home)
+    assert follow.returncode == 0, follow.stderr
+    after = json.loads(follow.stdout)
+    assert after["parent"]["request_id"] == question["request_id"]
+    assert "night" in after["prompt"].lower() and "blue fox" in after["prompt"].lower()
+
+    item = next(i for i in json.loads(_gapstream("memory", "show", "zoe", "--json", home=home).stdout)
+                if i["source"] == f"answer:{question['request_id']}")
+    one = _gapstream("memory", "forget", "zoe", "--item", item["id"], home=home)
+    assert "forgot 1 item(s)" in one.stdout
+    assert item["id"] not in _gapstream("memory", "show", "zoe", home=home).stdout
 
 
 @pytest.mark.parametrize("args, env, needle", [
@@ -62,6 +97,9 @@ def test_run_uses_remembered_facts_and_prints_only_json(tmp_path, example_corpus
     (("submit", "a cat", "--user", "alice"), {}, "GAPSTREAM_KAFKA_BOOTSTRAP"),
     (("run", "a cat", "--user", "alice"), {"GAPSTREAM_DEFAULT_STEPS": "many"}, "GAPSTREAM_DEFAULT_STEPS"),
     (("run", "a cat", "--user", "alice"), {"GAPSTREAM_CORPUS_DIR": "/nonexistent/docs"}, "GAPSTREAM_CORPUS_DIR"),
+    (("run", "a cat", "--user", "alice", "--follow", "bad id*"), {}, "parent_request_id"),
+    (("answer", "r-1", "  ", "--user", "alice"), {}, "answer"),
+    (("answer", "never-asked", "a fox", "--user", "alice"), {}, "no question is waiting"),
 ])
 def test_mistakes_get_one_line_not_a_traceback(tmp_path, args, env, needle):
     done = _gapstream(*args, home=tmp_path, timeout=60, extra_env=env)

@@ -77,7 +77,9 @@ async def test_best_is_kept_when_a_later_round_is_worse():
     out = await QualityCritic(store, accept_score=0.99)(
         images_record(store, [flat_png()], round_=1, best=earlier, best_score=0.95))
     assert (out.best, out.best_score) == (earlier, 0.95)
-    assert out.critique.score < 0.95 and out.critique.verdict == "revise"
+    # A round that does not beat the best so far ends the loop (issue 6: no improvement is a stop rule).
+    assert out.critique.score < 0.95 and out.critique.verdict == "exhausted"
+    assert out.critique.stop_reason.startswith("no improvement")
 
 
 async def test_request_threshold_overrides_the_constructor_and_unreadable_drafts_score_zero():

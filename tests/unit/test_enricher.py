@@ -122,3 +122,15 @@ async def test_only_revise_verdicts_and_rounds_within_the_limit_are_enriched():
 def test_constructor_needs_generation_defaults():
     with pytest.raises(ValueError):
         Enricher({"width": 64})
+
+
+async def test_the_critiques_suggestions_change_the_next_prompt_and_the_trace_names_them():
+    enricher = Enricher(DEFAULTS)
+    first = await enricher(results(max_rounds=3))
+    record = critique_record(first, failed=(), problems=())
+    record.critique.suggestions = ["add: moonlit harbour", "make it pop"]  # only "add:" suggestions are applied
+    second = await enricher(record)
+    assert "moonlit harbour" in second.prompt and "moonlit harbour" not in first.prompt
+    assert [a.source for a in second.additions if a.text == "moonlit harbour"] == ["critique:round0"]
+    assert "make it pop" not in second.prompt
+    assert second.prompt_history == [first.prompt] and second.critiques[0].suggestions == record.critique.suggestions

@@ -67,7 +67,7 @@ def test_a_critique_without_images_is_invalid():
 
 def test_every_topic_is_declared_once_with_its_record_and_key():
     names = [spec.name() for spec in ALL_TOPICS]
-    assert len(set(names)) == len(names) == 8
+    assert len(set(names)) == len(names) == 10  # issue 6 added clarifications and answers
     assert all(name.startswith(DEFAULT_PREFIX) for name in names)
     assert all(spec.key == "request_id" for spec in ALL_TOPICS)
     assert {spec.record for spec in ALL_TOPICS} >= {ImageRequest, ResultRecord, DeadLetter}
@@ -76,3 +76,16 @@ def test_every_topic_is_declared_once_with_its_record_and_key():
 def test_results_and_dead_letters_are_plain_json():
     result = ResultRecord(request_id="r", user_id="u", status="failed", error="planner: boom")
     assert json.loads(result.model_dump_json())["status"] == "failed"
+
+
+def test_issue6_fields_are_optional_so_older_messages_still_validate():
+    from schemas.records import AnswerRecord, GapsRecord, MemoryItem
+
+    old_item = {"id": "m-1", "kind": "fact", "text": "my dog Max is a corgi", "subject": "max", "value": "corgi"}
+    assert MemoryItem.model_validate(old_item).expires_at is None
+    request = {"request_id": "r-1", "user_id": "alice", "prompt": "a fox"}
+    gaps = GapsRecord.model_validate({"request_id": "r-1", "user_id": "alice", "request": request})
+    assert gaps.base_prompt is None and gaps.parent is None and gaps.clarification is None
+    assert ResultRecord.model_validate({"request_id": "r", "user_id": "u", "status": "completed"}).question is None
+    with pytest.raises(ValueError):
+        AnswerRecord(request_id="r-1", user_id="alice", answer="   ")

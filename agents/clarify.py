@@ -1,0 +1,81 @@
+"""Clarifying questions: when memory cannot fill a gap, ask the user (if the request allows it) or use a default.
+
+Pure functions over records; the wiring (`streams/clarify.py`) publishes the question, keeps the request waiting
+in Redis and resumes it when the answer comes. A request is asked at most once: after an answer, anything still
+unknown gets a default, so a request has at most one `needs_clarification` result and then one final result.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from agents.memory import item_id, statements_in
+from agents.planner import DEFAULTS
+from schemas.records import Gap, GapsRecord, MemoryItem
+
+ASKABLE_KINDS = ("memory", "ambiguity")
+MAX_ANSWER_CHARS = 300
+
+
+def _askable(gap: Gap) -> bool:
+    return gap.kind in ASKABLE_KINDS and (gap.status == "unfilled" or (gap.strategy == "ask" and gap.status == "open"))
+
+
+def default_for(gap: Gap) -> str:
+    if gap.subject == "style":
+        return DEFAULTS["style"]
+    return f"a simple {gap.subject}" if gap.subject else "a simple subject"
+
+
+def settle(record: GapsRecord, allow_question: bool) -> Optional[Gap]:
+    """Mark the first gap memory could not fill as a question (`strategy="ask"`, open) when allowed, and fill every
+    other such gap with a recorded default. Returns the gap to ask about, or None. Changes `record` in place."""
+    asked: Optional[Gap] = None
+    for gap in record.gaps:
+        if not _askable(gap):
+            continue
+        why = gap.reason or "not in the user's memory"
+        if allow_question and asked is None:
+            gap.strategy, gap.status = "ask", "open"
+            gap.reason = f"{why}; asking the user"
+            asked = gap
+            continue
+        gap.strategy, gap.status, gap.value, gap.source, gap.filled_by = (
+            "default", "filled", default_for(gap), "default", "default")
+        gap.reason = f"{why}; " + ("only one question per request: default used" if allow_question
+                                   else "clarification not allowed: default used")
+    return asked
+
+
+def question_for(gap: Gap) -> str:
+    if gap.subject == "style":
+        return ("Which style do you mean by your usual style? Name it in a few words (for example watercolor or "
+                "pixel art); gapstream will remember it.")
+    return f"What is your {gap.subject}? Describe it in a few words; gapstream will remember it."
+
+
+def clean_answer(answer: str) -> str:
+    text = re.sub(r"[.;!?\n]+", ",", re.sub(r"\s+", " ", answer)).strip(" ,")
+    return text[:MAX_ANSWER_CHARS]
+
+
+def answer_item(gap: Gap, answer: str, request_id: str, at: str) -> MemoryItem:
+    """The memory item an answer becomes, sourced to the request it answered."""
+    text = clean_answer(answer)
+    if not text:
+        raise ValueError("the answer is empty")
+    source = f"answer:{request_id}"
+    if gap.subject == "style":
+        statement = f"I like {text}"
+        found = statements_in(statement, now=at)
+        base = found[0] if found else MemoryItem(id="", kind="preference", text=statement, subject="style",
+                                                 value=text, created_at=at)
+        return base.model_copy(update={"id": item_id(f"{request_id}:{statement}"), "subject": "style",
+                                       "source": source, "request_id": request_id})
+    statement = f"my {gap.subject} is {text}"
+    found = [i for i in statements_in(statement, now=at) if i.kind == "fact"]
+    base = found[0] if found else MemoryItem(id="", kind="fact", text=statement, subject=gap.subject.lower(),
+                                             value=text, created_at=at)
+    return base.model_copy(update={"id": item_id(f"{request_id}:{statement}"), "source": source,
+                                   "request_id": request_id})
