@@ -103,6 +103,9 @@ class Settings:
     search_timeout_s: float = 15.0
     search_read_pages: int = 0  # result pages to fetch and read per request when snippets lack the fact
     search_page_max_bytes: int = 512 * 1024
+    # Issue 8 (operations): log line format and how often a worker samples its consumer groups' lag.
+    log_format: str = "text"  # or "json": one object per line with request_id and stage
+    lag_interval_s: float = 5.0  # 0: no lag sampling
 
     @property
     def local_mode(self) -> bool:
@@ -178,4 +181,7 @@ class Settings:
             search_timeout_s=_float(env, "GAPSTREAM_SEARCH_TIMEOUT_S", 15.0, 0.1, 600.0),
             search_read_pages=_int(env, "GAPSTREAM_SEARCH_READ_PAGES", 0, 0, 20),
             search_page_max_bytes=_int(env, "GAPSTREAM_SEARCH_PAGE_MAX_BYTES", 512 * 1024, 1024, 50 * 1024 * 1024),
+            # Issue 8 (operations).
+            log_format=_choice(env, "GAPSTREAM_LOG_FORMAT", "text", ("text", "json")),
+            lag_interval_s=_float(env, "GAPSTREAM_LAG_INTERVAL_S", 5.0, 0.0, 3600.0),
         )

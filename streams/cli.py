@@ -30,7 +30,9 @@ def _settings() -> Settings:
 
 def _configure_logging(settings: Settings, verbose: bool) -> None:
     level = logging.INFO if verbose else getattr(logging, settings.log_level, logging.WARNING)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from streams.logs import configure
+
+    configure(level, settings.log_format)  # GAPSTREAM_LOG_FORMAT=json: one object per line, request_id and stage
     if not verbose:
         # Faust and aiokafka are chatty about routine group membership; transformers and diffusers warn about
         # optional packages and about CLIP's 77-token limit, which the result's prompt already shows.
@@ -169,10 +171,19 @@ async def _serve(settings: Settings, stages: tuple[str, ...], metrics_port: int)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with Worker(settings, settings.kafka_bootstrap or "", settings.redis_url or "", stages):
+    async with Worker(settings, settings.kafka_bootstrap or "", settings.redis_url or "", stages) as running:
         where = f", metrics on {settings.metrics_host}:{port}/metrics" if port else ""
         click.echo(f"gapstream worker: stages {','.join(stages)} on {settings.kafka_bootstrap}{where}", err=True)
-        await stop.wait()
+        from streams.lag import start_for
+
+        # Consumer lag is only worth sampling where someone scrapes it.
+        lag = (await start_for(running.apps, running.bootstrap, settings.lag_interval_s)
+               if port and settings.lag_interval_s > 0 else None)
+        try:
+            await stop.wait()
+        finally:
+            if lag is not None:
+                await lag.aclose()
     click.echo("gapstream worker: stopped", err=True)
 
 
