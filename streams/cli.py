@@ -292,6 +292,9 @@ async def _memory_store(settings: Settings) -> AsyncIterator[Any]:
 from streams.bench import bench  # noqa: E402
 
 cli.add_command(bench)
+from streams.schemas_cli import schemas  # noqa: E402
+
+cli.add_command(schemas)
 
 
 def _print_result(result: ResultRecord, as_json: bool) -> None:
