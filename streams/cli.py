@@ -98,6 +98,8 @@ request_options = [
     click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True,
                  help="Seconds to wait for the result."),
     click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON, and nothing else."),
+    click.option("--progress/--no-progress", default=True, show_default=True,
+                 help="Show each stage as it completes, on stderr."),
 ]
 
 
@@ -122,22 +124,25 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 @with_request_options
 @click.pass_obj
 def run(settings: Settings, prompt: str, user: str, request_id: Optional[str], timeout_s: float, as_json: bool,
-        **options: Any) -> None:
+        progress: bool, **options: Any) -> None:
     """Run one request through every stage in this process (embedded broker and Redis unless configured)."""
     request = _request(prompt, user, request_id, **options)
-    result = asyncio.run(_run_local(settings, request, timeout_s))
+    result = asyncio.run(_run_local(settings, request, timeout_s, progress))
     _print_result(result, as_json)
     sys.exit(0 if result.status == "completed" else 1)
 
 
-async def _run_local(settings: Settings, request: ImageRequest, timeout_s: float) -> ResultRecord:
+async def _run_local(settings: Settings, request: ImageRequest, timeout_s: float, progress: bool = False
+                     ) -> ResultRecord:
     from streams.backends import STAGES
     from streams.client import submit_and_wait
     from streams.pipeline import Worker
+    from streams.progress import watching
 
     async with _bootstrap(settings) as bootstrap, _redis_url(settings) as redis_url:
         async with Worker(settings, bootstrap, redis_url, STAGES):
-            result = await submit_and_wait(bootstrap, settings, request, timeout_s)
+            async with watching(bootstrap, settings, request.request_id, progress):
+                result = await submit_and_wait(bootstrap, settings, request, timeout_s)
     assert result is not None
     return result
 
@@ -193,18 +198,22 @@ async def _serve(settings: Settings, stages: tuple[str, ...], metrics_port: int)
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
 @click.pass_obj
 def submit(settings: Settings, prompt: str, user: str, request_id: Optional[str], timeout_s: float, as_json: bool,
-           wait: bool, **options: Any) -> None:
+           wait: bool, progress: bool, **options: Any) -> None:
     """Publish a request to a running deployment (GAPSTREAM_KAFKA_BOOTSTRAP)."""
-    from streams.client import submit_and_wait, wait_for_broker
+    from streams.client import ensure_topics, submit_and_wait, wait_for_broker
+    from streams.progress import watching
 
     if not settings.kafka_bootstrap:
         raise CliError("submit needs GAPSTREAM_KAFKA_BOOTSTRAP=host:port of a running deployment")
     request = _request(prompt, user, request_id, **options)
 
     async def go() -> Optional[ResultRecord]:
-        await wait_for_broker(settings.kafka_bootstrap or "")
-        return await submit_and_wait(settings.kafka_bootstrap or "", settings, request,
-                                     timeout_s if wait else None)
+        bootstrap = settings.kafka_bootstrap or ""
+        await wait_for_broker(bootstrap)
+        if wait and progress:
+            await ensure_topics(bootstrap, settings)  # the progress watcher reads them from their current end
+        async with watching(bootstrap, settings, request.request_id, wait and progress):
+            return await submit_and_wait(bootstrap, settings, request, timeout_s if wait else None)
 
     result = asyncio.run(go())
     if result is None:
