@@ -105,6 +105,9 @@ DEGRADED = Counter("gapstream_degraded_total", "Final results with a degraded no
 CONSUMER_LAG = Gauge("gapstream_consumer_lag_messages",
                      "Messages on a partition that the stage's consumer group has not committed yet",
                      ["stage", "topic", "partition"])
+SEARCHES = Counter("gapstream_searches_total",
+                   "Searches made for requests, every backend, by outcome: cached, ok (hits), empty or error",
+                   ["backend", "outcome"])
 LAG_SAMPLE_ERRORS = Counter("gapstream_consumer_lag_sample_errors_total", "Failed consumer-lag samples, by class",
                             ["error_class"])
 
@@ -138,3 +141,15 @@ def observe_result(result: object) -> None:
         REQUEST_SCORE.observe(score)
     for label in sorted({degraded_reason_label(note) for note in getattr(result, "degraded", None) or []}):
         DEGRADED.labels(label).inc()
+
+
+def observe_searches(searches: Iterable[object]) -> None:
+    """Count the `Search` trace entries a searcher added (cache hits included, unlike upstream calls)."""
+    for search in searches:
+        if getattr(search, "error", None):
+            outcome = "error"
+        elif getattr(search, "cached", False):
+            outcome = "cached"
+        else:
+            outcome = "ok" if getattr(search, "hits", None) else "empty"
+        SEARCHES.labels(getattr(search, "backend", "") or "unknown", outcome).inc()

@@ -59,7 +59,9 @@ def stage_handlers(stage: str, backends: Backends) -> list[tuple[TopicSpec, Hand
         searcher = Searcher(backends.search, **searcher_options(settings))
 
         async def search(record: Any):
-            return [(SEARCH_RESULTS, await searcher(record))]
+            found = await searcher(record)
+            metrics.observe_searches(found.searches[len(getattr(record, "searches", None) or []):])
+            return [(SEARCH_RESULTS, found)]
 
         return [(GAPS, search)]
     if stage == "enricher":
