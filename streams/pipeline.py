@@ -209,10 +209,13 @@ class Worker:
                     metrics.STAGE_MESSAGES_IN.labels(processor.stage, message.topic).inc()
                     # Messages are keyed by request_id: every log line of this message names it and the stage.
                     with logs.bound(processor.stage, _key_text(message.key)):
+                        started = time.perf_counter()
                         await processor.process(Delivery(
                             topic=message.topic, partition=message.partition, offset=message.offset,
                             key=message.key, value=message.value or b"",
                         ))
+                        log.info("handled %s[%s]@%s in %.0f ms", message.topic, message.partition,
+                                 message.offset, (time.perf_counter() - started) * 1000)
 
             # Model- and search-bound stages wait on I/O: several messages in flight keep one slow call from
             # holding up every other request. The generator stays at one; its model call is the bottleneck itself.
