@@ -221,3 +221,23 @@ def test_the_compose_scrape_config_passes_promtool():
     done = subprocess.run(["promtool", "check", "config", str(ROOT / "infra/deploy/prometheus/prometheus.yml")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+ASYNCAPI_SPEC = NODE_DIR / "node_modules" / "@asyncapi" / "specs" / "schemas" / "3.0.0.json"
+
+
+@pytest.mark.skipif(not ASYNCAPI_SPEC.is_file(),
+                    reason="@asyncapi/specs is not installed: run `npm ci` in tests/outside/node (.ci/run does)")
+def test_the_asyncapi_document_is_valid_against_the_official_asyncapi_3_schema():
+    import jsonschema
+    import yaml
+
+    spec = json.loads(ASYNCAPI_SPEC.read_text())
+    validator = jsonschema.validators.validator_for(spec)(spec)
+    document = yaml.safe_load((ROOT / "schemas" / "asyncapi.yaml").read_text())
+    errors = [f"{list(e.path)}: {e.message[:200]}" for e in validator.iter_errors(document)]
+    assert not errors, errors[:5]
+    # The official schema does catch mistakes: AsyncAPI 2's `publish` is no operation action in 3.
+    broken = json.loads(json.dumps(document))
+    next(iter(broken["operations"].values()))["action"] = "publish"
+    assert list(validator.iter_errors(broken))
