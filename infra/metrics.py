@@ -101,6 +101,11 @@ REQUEST_DRAFTS = Histogram("gapstream_request_drafts", "Images generated per req
                            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 40))
 REQUEST_SCORE = Histogram("gapstream_request_score", "Final critic score of a request's best image",
                           buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0))
+REQUEST_WALL_SECONDS = Histogram(
+    "gapstream_request_wall_seconds",
+    "Wall time from a request's created_at to its result, queueing and lag included (producer's clock)",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+)
 DEGRADED = Counter("gapstream_degraded_total", "Final results with a degraded note, by reason class", ["reason"])
 CONSUMER_LAG = Gauge("gapstream_consumer_lag_messages",
                      "Messages on a partition that the stage's consumer group has not committed yet",
@@ -141,6 +146,23 @@ def observe_result(result: object) -> None:
         REQUEST_SCORE.observe(score)
     for label in sorted({degraded_reason_label(note) for note in getattr(result, "degraded", None) or []}):
         DEGRADED.labels(label).inc()
+    wall = _seconds_since(getattr(getattr(result, "request", None), "created_at", None))
+    if wall is not None:
+        REQUEST_WALL_SECONDS.observe(wall)
+
+
+def _seconds_since(stamp: Optional[str]) -> Optional[float]:
+    """Seconds from an ISO timestamp to now; None when unreadable or implausible (a skewed or made-up clock)."""
+    from datetime import datetime, timezone
+
+    try:
+        then = datetime.fromisoformat(stamp or "")
+    except ValueError:
+        return None
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=timezone.utc)
+    seconds = (datetime.now(timezone.utc) - then).total_seconds()
+    return seconds if 0 <= seconds <= 24 * 3600 else None
 
 
 def observe_searches(searches: Iterable[object]) -> None:

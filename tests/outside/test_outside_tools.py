@@ -152,7 +152,8 @@ async def test_metrics_cover_stages_requests_lag_and_errors_with_bounded_labels(
         "gapstream_stage_in_flight": "gauge", "gapstream_stage_messages_in": "counter",
         "gapstream_stage_messages_out": "counter", "gapstream_request_seconds": "histogram",
         "gapstream_request_rounds": "histogram", "gapstream_request_drafts": "histogram",
-        "gapstream_request_score": "histogram", "gapstream_results": "counter", "gapstream_gaps": "counter",
+        "gapstream_request_score": "histogram", "gapstream_request_wall_seconds": "histogram",
+        "gapstream_results": "counter", "gapstream_gaps": "counter",
         "gapstream_images": "counter", "gapstream_consumer_lag_messages": "gauge", "gapstream_searches": "counter",
         "gapstream_dead_letters": "counter",
     }

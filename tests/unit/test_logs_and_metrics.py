@@ -71,10 +71,14 @@ def test_degraded_notes_become_a_few_reason_classes():
 
 
 def test_a_result_records_drafts_score_and_each_reason_class_once():
+    from schemas.records import ImageRequest
+
     before = metrics.DEGRADED.labels("llm")._value.get()
+    walls_before = metrics.REQUEST_WALL_SECONDS._sum.get()
     drafts_before = metrics.REQUEST_DRAFTS._sum.get()
     result = ResultRecord(
         request_id="r-1", user_id="alice", status="completed", score=0.8, rounds=2,
+        request=ImageRequest(request_id="r-1", user_id="alice", prompt="x", created_at="2000-01-01T00:00:00+00:00"),
         critiques=[Critique(round=r, verdict="revise", score=0.5,
                             drafts=[DraftScore(uri=f"file:///{r}-{i}.png", score=0.5) for i in range(3)])
                    for r in (0, 1)],
@@ -83,3 +87,7 @@ def test_a_result_records_drafts_score_and_each_reason_class_once():
     metrics.observe_result(result)
     assert metrics.DEGRADED.labels("llm")._value.get() == before + 1
     assert metrics.REQUEST_DRAFTS._sum.get() == drafts_before + 6
+    assert metrics.REQUEST_WALL_SECONDS._sum.get() == walls_before  # a clock years off is not a latency
+    metrics.observe_result(result.model_copy(update={"request": ImageRequest(request_id="r-1", user_id="alice",
+                                                                             prompt="x")}))
+    assert metrics.REQUEST_WALL_SECONDS._sum.get() > walls_before
