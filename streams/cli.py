@@ -167,6 +167,7 @@ def worker(settings: Settings, stages: str, metrics_port: Optional[int]) -> None
 
 async def _serve(settings: Settings, stages: tuple[str, ...], metrics_port: int) -> None:
     from infra import metrics
+    from streams import logs
     from streams.client import wait_for_broker
     from streams.pipeline import Worker
 
@@ -178,7 +179,7 @@ async def _serve(settings: Settings, stages: tuple[str, ...], metrics_port: int)
         loop.add_signal_handler(sig, stop.set)
     async with Worker(settings, settings.kafka_bootstrap or "", settings.redis_url or "", stages) as running:
         where = f", metrics on {settings.metrics_host}:{port}/metrics" if port else ""
-        click.echo(f"gapstream worker: stages {','.join(stages)} on {settings.kafka_bootstrap}{where}", err=True)
+        logs.announce(f"gapstream worker: stages {','.join(stages)} on {settings.kafka_bootstrap}{where}")
         from streams.lag import start_for
 
         # Consumer lag is only worth sampling where someone scrapes it.
@@ -189,7 +190,7 @@ async def _serve(settings: Settings, stages: tuple[str, ...], metrics_port: int)
         finally:
             if lag is not None:
                 await lag.aclose()
-    click.echo("gapstream worker: stopped", err=True)
+    logs.announce("gapstream worker: stopped")
 
 
 @cli.command()

@@ -76,6 +76,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+_format = "text"
+
+
+def announce(message: str, level: str = "INFO") -> None:
+    """A status line for people (a worker started, stopped) on stderr: as is, or as a JSON log line in JSON mode,
+    so a log shipper reading a worker's stderr sees nothing but JSON."""
+    if _format == "json":
+        record = logging.LogRecord("gapstream", getattr(logging, level), __file__, 0, message, None, None)
+        ContextFilter().filter(record)
+        message = JsonFormatter().format(record)
+    print(message, file=sys.stderr, flush=True)
+
+
 def configure(level: int, fmt: str = "text", stream: object = None) -> logging.Handler:
     """Replace the root logger's handlers with one stderr handler in the chosen format."""
     if fmt not in FORMATS:
@@ -88,4 +101,8 @@ def configure(level: int, fmt: str = "text", stream: object = None) -> logging.H
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    global _format
+    _format = fmt
+    # Library warnings (torch, diffusers) would otherwise bypass the handler as raw text on stderr.
+    logging.captureWarnings(fmt == "json")
     return handler

@@ -67,3 +67,34 @@ def test_a_dead_letter_and_garbage_are_described_without_failing():
     line = describe("dead-letters", {"stage": "planner", "error": "invalid requests record: prompt: blank"})
     assert line.startswith("planner could not process") and "prompt: blank" in line
     assert describe("critiques", {"critique": {"verdict": "revise", "score": "x"}}) == "round 0: revise, no score"
+
+
+def test_on_a_terminal_stderr_gets_styled_lines_and_stdout_still_only_json(tmp_path):
+    import pty
+
+    exe = shutil.which("gapstream")
+    cmd = [exe] if exe else [sys.executable, "-m", "streams.cli"]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GAPSTREAM_KAFKA_BOOTSTRAP", "GAPSTREAM_REDIS_URL", "GAPSTREAM_CORPUS_DIR")}
+    env["GAPSTREAM_HOME"] = str(tmp_path)
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen([*cmd, "run", "a kite over a hill", "--user", "erin", "--json"], env=env,
+                                stdout=subprocess.PIPE, stderr=terminal, text=True)
+        os.close(terminal)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal closes when the process exits
+                break
+            if not chunk:
+                break
+            seen += chunk
+        stdout, _ = proc.communicate(timeout=240)
+    finally:
+        os.close(controller)
+    assert proc.returncode == 0, seen.decode(errors="replace")
+    assert json.loads(stdout)["status"] == "completed"
+    text = seen.decode(errors="replace")
+    assert "\x1b[" in text and "✓" in text and "critic" in text and "planner" in text

@@ -114,7 +114,9 @@ def test_submit_wait_shows_progress_on_stderr_and_only_json_on_stdout(submitted)
 
 def test_worker_logs_are_json_with_request_id_and_stage(submitted, deployment):
     request_id = json.loads(submitted.stdout)["request_id"]
-    lines = [json.loads(line) for line in deployment["log"].read_text().splitlines() if line.startswith("{")]
+    # Every line a worker writes in JSON mode is a JSON object, its start-up announcement included.
+    lines = [json.loads(line) for line in deployment["log"].read_text().splitlines() if line.strip()]
+    assert any(line["message"].startswith("gapstream worker: stages") for line in lines)
     assert lines and all({"ts", "level", "message", "request_id", "stage"} <= set(line) for line in lines)
     mine = [line for line in lines if line["request_id"] == request_id]
     assert mine and {line["stage"] for line in mine} <= {"planner", "searcher", "enricher", "generator", "critic",
