@@ -169,6 +169,7 @@ async def _serve(settings: Settings, stages: tuple[str, ...], metrics_port: int)
     from infra import metrics
     from streams import logs
     from streams.client import wait_for_broker
+    from streams.lag import start_for
     from streams.pipeline import Worker
 
     await wait_for_broker(settings.kafka_bootstrap or "")
@@ -180,8 +181,6 @@ async def _serve(settings: Settings, stages: tuple[str, ...], metrics_port: int)
     async with Worker(settings, settings.kafka_bootstrap or "", settings.redis_url or "", stages) as running:
         where = f", metrics on {settings.metrics_host}:{port}/metrics" if port else ""
         logs.announce(f"gapstream worker: stages {','.join(stages)} on {settings.kafka_bootstrap}{where}")
-        from streams.lag import start_for
-
         # Consumer lag is only worth sampling where someone scrapes it.
         lag = (await start_for(running.apps, running.bootstrap, settings.lag_interval_s)
                if port and settings.lag_interval_s > 0 else None)
