@@ -29,7 +29,8 @@ from tests.integration.kafka_tools import produce_raw
 ROOT = Path(__file__).parents[2]
 NODE_DIR = Path(__file__).parent / "node"
 DASHBOARD = ROOT / "infra/deploy/grafana/dashboards/gapstream.json"
-USERS = ("olga", "node-user")
+# Unique per run: Redis is shared, and memory written under a fixed name by other code would leak in.
+USERS = (f"olga-{os.urandom(3).hex()}", f"node-user-{os.urandom(3).hex()}")
 
 
 def _cmd(*args):
