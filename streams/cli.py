@@ -301,6 +301,9 @@ async def _memory_store(settings: Settings) -> AsyncIterator[Any]:
 from streams.bench import bench  # noqa: E402
 
 cli.add_command(bench)
+from streams.dlq import dlq  # noqa: E402
+
+cli.add_command(dlq)
 from streams.schemas_cli import schemas  # noqa: E402
 
 cli.add_command(schemas)
