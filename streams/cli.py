@@ -169,6 +169,7 @@ async def _serve(settings: Settings, stages: tuple[str, ...], metrics_port: int)
     from infra import metrics
     from streams import logs
     from streams.client import wait_for_broker
+    from streams.faust_app import kafka_client_options
     from streams.lag import start_for
     from streams.pipeline import Worker
 
@@ -182,7 +183,8 @@ async def _serve(settings: Settings, stages: tuple[str, ...], metrics_port: int)
         where = f", metrics on {settings.metrics_host}:{port}/metrics" if port else ""
         logs.announce(f"gapstream worker: stages {','.join(stages)} on {settings.kafka_bootstrap}{where}")
         # Consumer lag is only worth sampling where someone scrapes it.
-        lag = (await start_for(running.apps, running.bootstrap, settings.lag_interval_s)
+        lag = (await start_for(running.apps, running.bootstrap, settings.lag_interval_s,
+                               kafka_client_options(settings))
                if port and settings.lag_interval_s > 0 else None)
         try:
             await stop.wait()

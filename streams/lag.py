@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -46,8 +46,10 @@ def groups_of(apps: Iterable[Any]) -> list[Group]:
 
 
 class LagSampler:
-    def __init__(self, bootstrap: str, groups: list[Group], interval_s: float = 5.0) -> None:
+    def __init__(self, bootstrap: str, groups: list[Group], interval_s: float = 5.0,
+                 client_options: Optional[Mapping[str, Any]] = None) -> None:
         self.bootstrap = bootstrap
+        self.client_options = dict(client_options or {})  # the broker's security settings
         self.groups = groups
         self.interval_s = interval_s
         self._admin: Optional[AIOKafkaAdminClient] = None
@@ -55,9 +57,11 @@ class LagSampler:
         self._task: Optional[asyncio.Task] = None
 
     async def start(self) -> "LagSampler":
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10000)
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10000,
+                                          **self.client_options)
         await self._admin.start()
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                          **self.client_options)
         await self._consumer.start()
         if self.interval_s > 0:
             self._task = asyncio.create_task(self._loop(), name="gapstream-lag-sampler")
@@ -109,5 +113,6 @@ class LagSampler:
         return lags
 
 
-async def start_for(apps: Iterable[Any], bootstrap: str, interval_s: float) -> LagSampler:
-    return await LagSampler(bootstrap, groups_of(apps), interval_s).start()
+async def start_for(apps: Iterable[Any], bootstrap: str, interval_s: float,
+                    client_options: Optional[Mapping[str, Any]] = None) -> LagSampler:
+    return await LagSampler(bootstrap, groups_of(apps), interval_s, client_options).start()

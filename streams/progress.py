@@ -102,8 +102,11 @@ class ProgressWatcher:
         self.key = request_id.encode("utf-8")
         self.emit = emit
         self.suffix_of = {spec.name(settings.topic_prefix): spec.suffix for spec in WATCHED}
+        from streams.faust_app import kafka_client_options
+
         self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                          fetch_max_wait_ms=settings.fetch_max_wait_ms, auto_offset_reset="latest")
+                                          fetch_max_wait_ms=settings.fetch_max_wait_ms, auto_offset_reset="latest",
+                                          **kafka_client_options(settings))
         self._task: Optional[asyncio.Task] = None
 
     async def start(self) -> "ProgressWatcher":
