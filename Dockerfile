@@ -1,4 +1,5 @@
-# The gapstream worker image. CPU stages use it as is; the GPU profile installs a CUDA torch over it.
+# The gapstream worker image. CPU stages use it as is; the GPU profile builds it with TORCH_INDEX_URL pointing at a
+# CUDA wheel index, so the pinned torch comes as a CUDA build.
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -7,7 +8,10 @@ COPY agents agents
 COPY infra infra
 COPY streams streams
 ARG EXTRAS=image
-RUN pip install --no-cache-dir ".[${EXTRAS}]"
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN pip install --no-cache-dir --extra-index-url "${TORCH_INDEX_URL}" ".[${EXTRAS}]"
 ENV GAPSTREAM_HOME=/data
+# Prometheus /metrics (GAPSTREAM_METRICS_PORT in docker-compose.yml).
+EXPOSE 9400
 ENTRYPOINT ["gapstream"]
 CMD ["worker"]

@@ -106,3 +106,89 @@ GENERATOR_SECONDS_PER_IMAGE = Histogram(
 )
 GENERATOR_BUSY = Gauge("gapstream_generator_busy", "1 while a pipeline call runs in this process")
 GPU_MEMORY = Gauge("gapstream_gpu_memory_bytes", "CUDA memory of this process after a batch", ["kind"])  # allocated|reserved
+# -- operations (issue 8: Prometheus/Grafana) ----------------------------------------------------------------------
+# Messages in and out per stage and topic (the topic's name: bounded by the registry and the prefix), per-request
+# shape (drafts, final score, degraded reasons by class) and consumer lag (streams/lag.py samples it). Image
+# throughput is `gapstream_images_total`; generator batch metrics belong to the generator (issue 5).
+STAGE_MESSAGES_IN = Counter("gapstream_stage_messages_in_total", "Messages a stage received, by input topic",
+                            ["stage", "topic"])
+STAGE_MESSAGES_OUT = Counter("gapstream_stage_messages_out_total", "Messages a stage sent, by output topic",
+                             ["stage", "topic"])
+REQUEST_DRAFTS = Histogram("gapstream_request_drafts", "Images generated per request, all rounds together",
+                           buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 40))
+REQUEST_SCORE = Histogram("gapstream_request_score", "Final critic score of a request's best image",
+                          buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0))
+REQUEST_WALL_SECONDS = Histogram(
+    "gapstream_request_wall_seconds",
+    "Wall time from a request's created_at to its result, queueing and lag included (producer's clock)",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+)
+DEGRADED = Counter("gapstream_degraded_total", "Final results with a degraded note, by reason class", ["reason"])
+CONSUMER_LAG = Gauge("gapstream_consumer_lag_messages",
+                     "Messages on a partition that the stage's consumer group has not committed yet",
+                     ["stage", "topic", "partition"])
+SEARCHES = Counter("gapstream_searches_total",
+                   "Searches made for requests, every backend, by outcome: cached, ok (hits), empty or error",
+                   ["backend", "outcome"])
+LAG_SAMPLE_ERRORS = Counter("gapstream_consumer_lag_sample_errors_total", "Failed consumer-lag samples, by class",
+                            ["error_class"])
+
+# A free-text degraded note becomes one of these classes (first match wins), so labels stay bounded.
+_DEGRADED_CLASSES = (
+    ("budget exhausted", "search_budget"),
+    ("model unavailable", "llm"),
+    ("heuristic fallback", "llm"),
+    ("reading a result page", "page_reader"),
+    ("search", "search"),
+    ("memory unavailable", "memory"),
+    ("critic", "critic"),
+    ("failed", "stage_failed"),
+)
+
+
+def degraded_reason_label(note: str) -> str:
+    text = (note or "").lower()
+    for needle, label in _DEGRADED_CLASSES:
+        if needle in text:
+            return label
+    return "other"
+
+
+def observe_result(result: object) -> None:
+    """Per-request figures of a final result: drafts made, final score, and each degraded reason class once."""
+    drafts = sum(len(c.drafts) for c in getattr(result, "critiques", None) or [])
+    REQUEST_DRAFTS.observe(drafts or len(getattr(result, "images", None) or []))
+    score = getattr(result, "score", None)
+    if score is not None:
+        REQUEST_SCORE.observe(score)
+    for label in sorted({degraded_reason_label(note) for note in getattr(result, "degraded", None) or []}):
+        DEGRADED.labels(label).inc()
+    wall = _seconds_since(getattr(getattr(result, "request", None), "created_at", None))
+    if wall is not None:
+        REQUEST_WALL_SECONDS.observe(wall)
+
+
+def _seconds_since(stamp: Optional[str]) -> Optional[float]:
+    """Seconds from an ISO timestamp to now; None when unreadable or implausible (a skewed or made-up clock)."""
+    from datetime import datetime, timezone
+
+    try:
+        then = datetime.fromisoformat(stamp or "")
+    except ValueError:
+        return None
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=timezone.utc)
+    seconds = (datetime.now(timezone.utc) - then).total_seconds()
+    return seconds if 0 <= seconds <= 24 * 3600 else None
+
+
+def observe_searches(searches: Iterable[object]) -> None:
+    """Count the `Search` trace entries a searcher added (cache hits included, unlike upstream calls)."""
+    for search in searches:
+        if getattr(search, "error", None):
+            outcome = "error"
+        elif getattr(search, "cached", False):
+            outcome = "cached"
+        else:
+            outcome = "ok" if getattr(search, "hits", None) else "empty"
+        SEARCHES.labels(getattr(search, "backend", "") or "unknown", outcome).inc()

@@ -127,6 +127,9 @@ class Settings:
     cpu_offload: bool = False  # diffusers model CPU offload (needs accelerate and a CUDA device)
     s3_endpoint_url: Optional[str] = None  # any S3-compatible store (MinIO, moto, R2); None: AWS
     s3_region: Optional[str] = None
+    # Issue 8 (operations): log line format and how often a worker samples its consumer groups' lag.
+    log_format: str = "text"  # or "json": one object per line with request_id and stage
+    lag_interval_s: float = 5.0  # 0: no lag sampling
 
     @property
     def local_mode(self) -> bool:
@@ -227,4 +230,7 @@ class Settings:
             cpu_offload=_bool(env, "GAPSTREAM_CPU_OFFLOAD", False),
             s3_endpoint_url=_str(env, "GAPSTREAM_S3_ENDPOINT_URL"),
             s3_region=_str(env, "GAPSTREAM_S3_REGION"),
+            # Issue 8 (operations).
+            log_format=_choice(env, "GAPSTREAM_LOG_FORMAT", "text", ("text", "json")),
+            lag_interval_s=_float(env, "GAPSTREAM_LAG_INTERVAL_S", 5.0, 0.0, 3600.0),
         )

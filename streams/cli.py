@@ -30,7 +30,9 @@ def _settings() -> Settings:
 
 def _configure_logging(settings: Settings, verbose: bool) -> None:
     level = logging.INFO if verbose else getattr(logging, settings.log_level, logging.WARNING)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from streams.logs import configure
+
+    configure(level, settings.log_format)  # GAPSTREAM_LOG_FORMAT=json: one object per line, request_id and stage
     if not verbose:
         # Faust and aiokafka are chatty about routine group membership; transformers and diffusers warn about
         # optional packages and about CLIP's 77-token limit, which the result's prompt already shows.
@@ -96,6 +98,8 @@ request_options = [
     click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True,
                  help="Seconds to wait for the result."),
     click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON, and nothing else."),
+    click.option("--progress/--no-progress", default=True, show_default=True,
+                 help="Show each stage as it completes, on stderr."),
 ]
 
 
@@ -124,22 +128,25 @@ def cli(ctx: click.Context, verbose: bool) -> None:
               help="Allow a clarifying question when memory cannot fill a gap (answer with `gapstream answer`).")
 @click.pass_obj
 def run(settings: Settings, prompt: str, user: str, request_id: Optional[str], timeout_s: float, as_json: bool,
-        **options: Any) -> None:
+        progress: bool, **options: Any) -> None:
     """Run one request through every stage in this process (embedded broker and Redis unless configured)."""
     request = _request(prompt, user, request_id, **options)
-    result = asyncio.run(_run_local(settings, request, timeout_s))
+    result = asyncio.run(_run_local(settings, request, timeout_s, progress))
     _print_result(result, as_json)
     sys.exit(0 if result.status in ("completed", "needs_clarification") else 1)
 
 
-async def _run_local(settings: Settings, request: ImageRequest, timeout_s: float) -> ResultRecord:
+async def _run_local(settings: Settings, request: ImageRequest, timeout_s: float, progress: bool = False
+                     ) -> ResultRecord:
     from streams.backends import STAGES
     from streams.client import submit_and_wait
     from streams.pipeline import Worker
+    from streams.progress import watching
 
     async with _bootstrap(settings) as bootstrap, _redis_url(settings) as redis_url:
         async with Worker(settings, bootstrap, redis_url, STAGES):
-            result = await submit_and_wait(bootstrap, settings, request, timeout_s)
+            async with watching(bootstrap, settings, request.request_id, progress):
+                result = await submit_and_wait(bootstrap, settings, request, timeout_s)
     assert result is not None
     return result
 
@@ -164,7 +171,10 @@ def worker(settings: Settings, stages: str, metrics_port: Optional[int]) -> None
 
 async def _serve(settings: Settings, stages: tuple[str, ...], metrics_port: int) -> None:
     from infra import metrics
+    from streams import logs
     from streams.client import wait_for_broker
+    from streams.faust_app import kafka_client_options
+    from streams.lag import start_for
     from streams.pipeline import Worker
 
     await wait_for_broker(settings.kafka_bootstrap or "")
@@ -173,11 +183,19 @@ async def _serve(settings: Settings, stages: tuple[str, ...], metrics_port: int)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with Worker(settings, settings.kafka_bootstrap or "", settings.redis_url or "", stages):
+    async with Worker(settings, settings.kafka_bootstrap or "", settings.redis_url or "", stages) as running:
         where = f", metrics on {settings.metrics_host}:{port}/metrics" if port else ""
-        click.echo(f"gapstream worker: stages {','.join(stages)} on {settings.kafka_bootstrap}{where}", err=True)
-        await stop.wait()
-    click.echo("gapstream worker: stopped", err=True)
+        logs.announce(f"gapstream worker: stages {','.join(stages)} on {settings.kafka_bootstrap}{where}")
+        # Consumer lag is only worth sampling where someone scrapes it.
+        lag = (await start_for(running.apps, running.bootstrap, settings.lag_interval_s,
+                               kafka_client_options(settings))
+               if port and settings.lag_interval_s > 0 else None)
+        try:
+            await stop.wait()
+        finally:
+            if lag is not None:
+                await lag.aclose()
+    logs.announce("gapstream worker: stopped")
 
 
 @cli.command()
@@ -186,18 +204,22 @@ async def _serve(settings: Settings, stages: tuple[str, ...], metrics_port: int)
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
 @click.pass_obj
 def submit(settings: Settings, prompt: str, user: str, request_id: Optional[str], timeout_s: float, as_json: bool,
-           wait: bool, **options: Any) -> None:
+           wait: bool, progress: bool, **options: Any) -> None:
     """Publish a request to a running deployment (GAPSTREAM_KAFKA_BOOTSTRAP)."""
-    from streams.client import submit_and_wait, wait_for_broker
+    from streams.client import ensure_topics, submit_and_wait, wait_for_broker
+    from streams.progress import watching
 
     if not settings.kafka_bootstrap:
         raise CliError("submit needs GAPSTREAM_KAFKA_BOOTSTRAP=host:port of a running deployment")
     request = _request(prompt, user, request_id, **options)
 
     async def go() -> Optional[ResultRecord]:
-        await wait_for_broker(settings.kafka_bootstrap or "")
-        return await submit_and_wait(settings.kafka_bootstrap or "", settings, request,
-                                     timeout_s if wait else None)
+        bootstrap = settings.kafka_bootstrap or ""
+        await wait_for_broker(bootstrap)
+        if wait and progress:
+            await ensure_topics(bootstrap, settings)  # the progress watcher reads them from their current end
+        async with watching(bootstrap, settings, request.request_id, wait and progress):
+            return await submit_and_wait(bootstrap, settings, request, timeout_s if wait else None)
 
     result = asyncio.run(go())
     if result is None:
@@ -291,6 +313,9 @@ cli.add_command(answer_command)
 from streams.dlq import dlq  # noqa: E402
 
 cli.add_command(dlq)
+from streams.schemas_cli import schemas  # noqa: E402
+
+cli.add_command(schemas)
 
 
 def _print_result(result: ResultRecord, as_json: bool) -> None:

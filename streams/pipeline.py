@@ -29,6 +29,7 @@ from streams.backends import Backends, open_backends
 from streams.client import ensure_topics
 from streams.faust_app import make_app
 from streams.stages import Delivery, Handler, StageProcessor
+from streams import logs
 
 log = logging.getLogger("gapstream.worker")
 
@@ -48,7 +49,9 @@ def stage_handlers(stage: str, backends: Backends) -> list[tuple[TopicSpec, Hand
         searcher = Searcher(backends.search, **searcher_options(settings))
 
         async def search(record: Any):
-            return [(SEARCH_RESULTS, await searcher(record))]
+            found = await searcher(record)
+            metrics.observe_searches(found.searches[len(getattr(record, "searches", None) or []):])
+            return [(SEARCH_RESULTS, found)]
 
         return [(GAPS, search)]
     if stage == "enricher":
@@ -107,6 +110,7 @@ def stage_handlers(stage: str, backends: Backends) -> list[tuple[TopicSpec, Hand
             metrics.RESULTS.labels(result.status).inc()
             metrics.ROUNDS.observe(result.rounds)
             metrics.REQUEST_SECONDS.observe(sum(t.seconds for t in result.timings))
+            metrics.observe_result(result)
             _count_gaps(result.gaps, "final")
             return [(RESULTS, result)]
 
@@ -212,6 +216,7 @@ class Worker:
             # Wait for the broker's ack: the input is only acked (and its offset committed) after this returns.
             delivered = await topic(spec).send(key=key.encode("utf-8"), value=value)
             await delivered
+            metrics.STAGE_MESSAGES_OUT.labels(stage, spec.name(settings.topic_prefix)).inc()
 
         self._senders[stage] = send
 
@@ -241,13 +246,23 @@ class Worker:
             async def agent(stream: Any, processor: StageProcessor = processor) -> None:
                 async for event in stream.events():
                     message = event.message
-                    await processor.process(Delivery(
-                        topic=message.topic, partition=message.partition, offset=message.offset,
-                        key=message.key, value=message.value or b"",
-                    ))
+                    metrics.STAGE_MESSAGES_IN.labels(processor.stage, message.topic).inc()
+                    # Messages are keyed by request_id: every log line of this message names it and the stage.
+                    with logs.bound(processor.stage, _key_text(message.key)):
+                        started = time.perf_counter()
+                        await processor.process(Delivery(
+                            topic=message.topic, partition=message.partition, offset=message.offset,
+                            key=message.key, value=message.value or b"",
+                        ))
+                        log.info("handled %s[%s]@%s in %.0f ms", message.topic, message.partition,
+                                 message.offset, (time.perf_counter() - started) * 1000)
 
             # Model- and search-bound stages wait on I/O: several messages in flight keep one slow call from
             # holding up every other request. The generator stays at one; its model call is the bottleneck itself.
             concurrency = 1 if stage == "generator" else settings.stage_concurrency
             app.agent(topic(source), name=f"{stage}.{source.suffix}", concurrency=concurrency)(agent)
         return app
+
+
+def _key_text(key: Optional[bytes]) -> Optional[str]:
+    return key.decode("utf-8", "replace")[:128] if key else None

@@ -1,0 +1,11 @@
+"""Outside tools against a real worker: the broker and Redis fixtures of the integration tests."""
+
+import pytest
+
+from tests.integration.conftest import broker, redis_url, unique  # noqa: F401  (fixtures)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/outside" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
