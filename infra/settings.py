@@ -103,6 +103,10 @@ class Settings:
     search_timeout_s: float = 15.0
     search_read_pages: int = 0  # result pages to fetch and read per request when snippets lack the fact
     search_page_max_bytes: int = 512 * 1024
+    # Simulated backends for benchmarks (issue 9): seconds a sleeping backend takes; None = the real backend.
+    simulated_seconds_per_image: Optional[float] = None
+    simulated_search_s: Optional[float] = None
+    simulated_llm_s: Optional[float] = None
 
     @property
     def local_mode(self) -> bool:
@@ -178,4 +182,8 @@ class Settings:
             search_timeout_s=_float(env, "GAPSTREAM_SEARCH_TIMEOUT_S", 15.0, 0.1, 600.0),
             search_read_pages=_int(env, "GAPSTREAM_SEARCH_READ_PAGES", 0, 0, 20),
             search_page_max_bytes=_int(env, "GAPSTREAM_SEARCH_PAGE_MAX_BYTES", 512 * 1024, 1024, 50 * 1024 * 1024),
+            # issue 9: simulated backends
+            simulated_seconds_per_image=_float(env, "GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE", None, 0.0, 3600.0),
+            simulated_search_s=_float(env, "GAPSTREAM_SIMULATED_SEARCH_S", None, 0.0, 3600.0),
+            simulated_llm_s=_float(env, "GAPSTREAM_SIMULATED_LLM_S", None, 0.0, 3600.0),
         )
