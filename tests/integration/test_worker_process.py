@@ -65,8 +65,8 @@ async def test_split_workers_serve_submit_and_a_minimal_foreign_request(deployme
     submitted = subprocess.run(_cmd("submit", "a lighthouse in a storm", "--user", "carol", "--wait", "--json",
                                     "--request-id", f"cli-{unique}", "--timeout", "120"),
                                env=env, capture_output=True, text=True, timeout=180)
-    assert submitted.returncode == 0, (submitted.stderr, submitted.stdout[-3000:])
-    result = json.loads(submitted.stdout)
+    result = json.loads(submitted.stdout) if submitted.stdout.strip().startswith("{") else {}
+    assert submitted.returncode == 0, (submitted.stderr, result.get("error"), result.get("degraded"))
     assert result["status"] == "completed" and result["request_id"] == f"cli-{unique}"
     assert {t["stage"] for t in result["timings"]} == {"planner", "searcher", "enricher", "generator", "critic",
                                                        "publisher"}
