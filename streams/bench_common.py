@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import os
 import platform
-import sys
 import tempfile
 import time
 import uuid
@@ -122,7 +121,8 @@ class StageCpu:
     `StageProcessor.process` coroutine with the thread's CPU clock (decode, dedupe calls, the stage, encode, send).
 
     While active it wraps `StageProcessor.process` (restored on exit): instrumentation of this benchmark only.
-    Work handed to other threads (Faust's consumer thread, `to_thread` calls) is not in it: `process_cpu_s` is.
+    Work handed to other threads (Faust's consumer thread, `to_thread` calls) is not in it; the whole process's CPU is
+    measured separately (`cpu_s_per_request_process`).
     """
 
     def __init__(self) -> None:
