@@ -103,6 +103,18 @@ class Settings:
     search_timeout_s: float = 15.0
     search_read_pages: int = 0  # result pages to fetch and read per request when snippets lack the fact
     search_page_max_bytes: int = 512 * 1024
+    # Issue 7 (nothing lost, nothing twice): deadlines, retries, result claims, broker security.
+    request_deadline_s: float = 600.0  # a request waiting this long on one stage gets a `failed` result; 0: off
+    watchdog_interval_s: float = 1.0
+    stage_retry_s: float = 30.0  # retriable errors are retried this long before the message is dead-lettered
+    result_claim_lease_s: float = 10.0
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: Optional[str] = None
+    kafka_sasl_username: Optional[str] = None
+    kafka_sasl_password: Optional[str] = field(default=None, repr=False)
+    kafka_ssl_cafile: Optional[str] = None
+    kafka_ssl_certfile: Optional[str] = None
+    kafka_ssl_keyfile: Optional[str] = None
     # Simulated backends for benchmarks (issue 9): seconds a sleeping backend takes; None = the real backend.
     simulated_seconds_per_image: Optional[float] = None
     simulated_search_s: Optional[float] = None
@@ -182,6 +194,19 @@ class Settings:
             search_timeout_s=_float(env, "GAPSTREAM_SEARCH_TIMEOUT_S", 15.0, 0.1, 600.0),
             search_read_pages=_int(env, "GAPSTREAM_SEARCH_READ_PAGES", 0, 0, 20),
             search_page_max_bytes=_int(env, "GAPSTREAM_SEARCH_PAGE_MAX_BYTES", 512 * 1024, 1024, 50 * 1024 * 1024),
+            # Issue 7
+            request_deadline_s=_float(env, "GAPSTREAM_REQUEST_DEADLINE_S", 600.0, 0.0, 7 * 24 * 3600.0),
+            watchdog_interval_s=_float(env, "GAPSTREAM_WATCHDOG_INTERVAL_S", 1.0, 0.05, 3600.0),
+            stage_retry_s=_float(env, "GAPSTREAM_STAGE_RETRY_S", 30.0, 0.0, 3600.0),
+            result_claim_lease_s=_float(env, "GAPSTREAM_RESULT_CLAIM_LEASE_S", 10.0, 0.1, 3600.0),
+            kafka_security_protocol=_choice(env, "GAPSTREAM_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+                                            ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")),
+            kafka_sasl_mechanism=_str(env, "GAPSTREAM_KAFKA_SASL_MECHANISM"),
+            kafka_sasl_username=_str(env, "GAPSTREAM_KAFKA_SASL_USERNAME"),
+            kafka_sasl_password=_str(env, "GAPSTREAM_KAFKA_SASL_PASSWORD"),
+            kafka_ssl_cafile=_str(env, "GAPSTREAM_KAFKA_SSL_CAFILE"),
+            kafka_ssl_certfile=_str(env, "GAPSTREAM_KAFKA_SSL_CERTFILE"),
+            kafka_ssl_keyfile=_str(env, "GAPSTREAM_KAFKA_SSL_KEYFILE"),
             # issue 9: simulated backends
             simulated_seconds_per_image=_float(env, "GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE", None, 0.0, 3600.0),
             simulated_search_s=_float(env, "GAPSTREAM_SIMULATED_SEARCH_S", None, 0.0, 3600.0),

@@ -10,6 +10,8 @@ from agents.ports import ImageStore, MemoryStore, SearchBackend, StructuredLLM, 
 from infra.settings import Settings
 
 STAGES = ("planner", "searcher", "enricher", "generator", "critic", "publisher")
+# Stages that produce no pipeline output of their own; `all` includes them (issue 7: request deadlines).
+SUPPORT_STAGES = ("watchdog",)
 
 
 class UnknownStageError(ValueError):
@@ -19,12 +21,13 @@ class UnknownStageError(ValueError):
 def parse_stages(spec: Optional[str]) -> tuple[str, ...]:
     """`planner,searcher` → ordered, de-duplicated stage names; empty or 'all' → every stage."""
     if spec is None or spec.strip() in ("", "all"):
-        return STAGES
+        return STAGES + SUPPORT_STAGES
     names = [name.strip() for name in spec.split(",") if name.strip()]
-    unknown = [name for name in names if name not in STAGES]
+    known = STAGES + SUPPORT_STAGES
+    unknown = [name for name in names if name not in known]
     if unknown:
-        raise UnknownStageError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
-    return tuple(stage for stage in STAGES if stage in names)
+        raise UnknownStageError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    return tuple(stage for stage in known if stage in names)
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Backends:
     llm: Optional[StructuredLLM] = None  # planner and enricher; None: heuristic stages
     vlm: Optional[StructuredLLM] = None  # critic; None: quality checks only
     _redis: object = None
+    claims: object = None  # infra.result_claims.ResultClaims: one result per request and phase (issue 7)
 
     async def aclose(self) -> None:
         for model in {id(m): m for m in (self.llm, self.vlm) if m is not None}.values():
@@ -55,6 +59,8 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
 
     from infra.image_store import open_image_store
     from infra.redis_memory import RedisDedupe, RedisMemoryStore
+    from infra.redis_errors import OutageTranslating
+    from infra.result_claims import ResultClaims
 
     client = aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=3,
                                      health_check_interval=30)
@@ -93,10 +99,11 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
         llm=llm,
         vlm=vlm,
         redis_url=redis_url,
-        memory=RedisMemoryStore(client, ttl_s=settings.memory_ttl_s),
+        memory=OutageTranslating(RedisMemoryStore(client, ttl_s=settings.memory_ttl_s)),  # type: ignore[arg-type]
         dedupe=RedisDedupe(client),
         image_store=open_image_store(settings.image_store),
         search=search,
         text_to_image=text_to_image,
         _redis=client,
+        claims=ResultClaims(client, lease_s=settings.result_claim_lease_s, ttl_s=settings.dedupe_ttl_s),
     )

@@ -64,8 +64,11 @@ async def raw_chain(settings: Settings, bootstrap: str, payload: dict, n: int, i
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+    from streams.faust_app import kafka_client_options
+
+    security = kafka_client_options(settings)  # SASL/SSL as the workers use them
     topics = [f"{settings.topic_prefix}raw-{i}" for i in range(HOPS + 1)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=1)
@@ -78,10 +81,11 @@ async def raw_chain(settings: Settings, bootstrap: str, payload: dict, n: int, i
             topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
             enable_auto_commit=False, fetch_max_wait_ms=settings.fetch_max_wait_ms,
             session_timeout_ms=int(settings.broker_session_timeout * 1000),
-            heartbeat_interval_ms=max(500, int(settings.broker_session_timeout * 250)),
+            heartbeat_interval_ms=max(500, int(settings.broker_session_timeout * 250)), **security,
         )
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, enable_idempotence=False)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, enable_idempotence=False,
+                                **security)
     await producer.start()
     relays = [consumer(topics[i], f"{settings.app_id}-raw-{i}") for i in range(HOPS)]
     sink = consumer(topics[-1], None)
@@ -157,7 +161,7 @@ async def pipeline_run(settings: Settings, bootstrap: str, redis_url: str, n: in
         await worker.wait_assigned(60)
         watcher = ResultWatcher(bootstrap, settings)
         await watcher.start()
-        producer = new_producer(bootstrap)
+        producer = new_producer(bootstrap, settings)
         await producer.start()
         run = uuid.uuid4().hex[:8]
         failed: list[str] = []

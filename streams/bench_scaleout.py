@@ -95,13 +95,15 @@ class WorkerProcess:
             await asyncio.gather(self._drain, return_exceptions=True)
 
 
-async def _group_ready(bootstrap: str, group: str, members: int, timeout_s: float) -> bool:
+async def _group_ready(settings: Settings, bootstrap: str, group: str, members: int, timeout_s: float) -> bool:
     """Whether the group is stable with `members` members (False if the broker cannot say in time). Tansu leaves
     member assignments empty in DescribeGroups, so the warm-up batch that follows is what proves every member
     works."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    from streams.faust_app import kafka_client_options
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_client_options(settings))
     await admin.start()
     deadline = time.monotonic() + timeout_s
     try:
@@ -127,18 +129,21 @@ async def one_size(base: Settings, bootstrap: str, redis_url: str, home: Path, t
 
     from schemas.topics import ENRICHED_PROMPTS, IMAGES
     from streams.client import ensure_topics
+    from streams.faust_app import kafka_client_options
 
     settings = run_settings(base, home, f"scale{workers}", topic_partitions=partitions,
                             simulated_seconds_per_image=image_s)
     await ensure_topics(bootstrap, settings)
     procs = [WorkerProcess(settings, bootstrap, redis_url, i) for i in range(workers)]
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    security = kafka_client_options(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, **security)
     consumer = AIOKafkaConsumer(IMAGES.name(settings.topic_prefix), bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=settings.fetch_max_wait_ms)
+                                auto_offset_reset="earliest", fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                                **security)
     try:
         await asyncio.gather(*(p.start() for p in procs), producer.start(), consumer.start())
         group = f"{settings.app_id}-generator"
-        if not await _group_ready(bootstrap, group, workers, 60):
+        if not await _group_ready(settings, bootstrap, group, workers, 60):
             await asyncio.sleep(settings.broker_session_timeout)  # the broker cannot tell: give the join its time
         source = ENRICHED_PROMPTS.name(settings.topic_prefix)
         seen: set[str] = set()

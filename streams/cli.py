@@ -281,6 +281,9 @@ async def _memory_store(settings: Settings) -> AsyncIterator[Any]:
 from streams.bench import bench  # noqa: E402
 
 cli.add_command(bench)
+from streams.dlq import dlq  # noqa: E402
+
+cli.add_command(dlq)
 
 
 def _print_result(result: ResultRecord, as_json: bool) -> None:

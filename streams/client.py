@@ -25,7 +25,7 @@ class ResultTimeout(TimeoutError):
 
 async def ensure_topics(bootstrap: str, settings: Settings) -> None:
     """Create every topic with the configured partitions; existing topics are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000, **_security(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -43,9 +43,16 @@ async def ensure_topics(bootstrap: str, settings: Settings) -> None:
         await admin.close()
 
 
-def new_producer(bootstrap: str) -> AIOKafkaProducer:
+def _security(settings: Optional[Settings]) -> dict:
+    from streams.faust_app import kafka_client_options  # SASL/SSL from GAPSTREAM_KAFKA_* (issue 7)
+
+    return kafka_client_options(settings) if settings is not None else {}
+
+
+def new_producer(bootstrap: str, settings: Optional[Settings] = None) -> AIOKafkaProducer:
     # No idempotence: the embedded Tansu broker rejects it. Delivery is at-least-once and every stage dedupes.
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, enable_idempotence=False)
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, enable_idempotence=False,
+                            **_security(settings))
 
 
 async def publish_request(producer: AIOKafkaProducer, settings: Settings, request: ImageRequest) -> None:
@@ -67,7 +74,7 @@ class ResultWatcher:
         self.topic = RESULTS.name(settings.topic_prefix)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms, auto_offset_reset="latest",
+            fetch_max_wait_ms=settings.fetch_max_wait_ms, auto_offset_reset="latest", **_security(settings),
         )
         self._pending: dict[str, ResultRecord] = {}
         self._waiters: dict[str, list[asyncio.Future]] = {}
@@ -163,7 +170,7 @@ async def submit_and_wait(
         watcher = ResultWatcher(bootstrap, settings)
         await watcher.start()
     try:
-        producer = new_producer(bootstrap)
+        producer = new_producer(bootstrap, settings)
         await producer.start()
         try:
             await publish_request(producer, settings, request)

@@ -110,8 +110,7 @@ def stage_handlers(stage: str, backends: Backends) -> list[tuple[TopicSpec, Hand
         async def publish(record: CritiqueRecord):
             if not is_final(record):
                 return None  # the enricher's
-            if not await backends.dedupe.claim(f"result:{record.request_id}", settings.dedupe_ttl_s):
-                return None  # a redelivered final critique: the result is out already
+            # The one-result-per-request claim is taken around the send by the StageProcessor (result claims).
             result = build_result(record)
             metrics.RESULTS.labels(result.status).inc()
             metrics.ROUNDS.observe(result.rounds)
@@ -140,14 +139,24 @@ class Worker:
         self.stages = stages
         self.backends: Optional[Backends] = None
         self.apps: list[Any] = []
+        self.watchdog: Any = None  # streams.watchdog.Watchdog when the "watchdog" stage runs here
+        self.results_log: Any = None  # streams.result_log.KafkaResultLog: checks a lapsed result claim (issue 7)
 
     async def start(self) -> None:
         started = time.perf_counter()
         await ensure_topics(self.bootstrap, self.settings)
         self.backends = await open_backends(self.settings, self.redis_url, self.stages)
+        from streams.result_log import KafkaResultLog
+
+        self.results_log = KafkaResultLog(self.bootstrap, self.settings)
+        await self.results_log.start()
         for stage in self.stages:
+            if stage == "watchdog" and self.settings.request_deadline_s <= 0:
+                continue  # deadlines are off
             self.apps.append(self._build_app(stage))
         await asyncio.gather(*(app.start() for app in self.apps))
+        if self.watchdog is not None:
+            self.watchdog.start()
         log.info("stages %s started in %.2f s", ",".join(self.stages), time.perf_counter() - started)
 
     async def wait_assigned(self, timeout_s: float = 30.0) -> None:
@@ -159,11 +168,16 @@ class Worker:
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
+        if self.watchdog is not None:
+            await self.watchdog.stop()
         await asyncio.gather(*(app.stop() for app in self.apps), return_exceptions=True)
         self.apps.clear()
         if self.backends is not None:
             await self.backends.aclose()
             self.backends = None
+        if self.results_log is not None:
+            await self.results_log.stop()
+            self.results_log = None
 
     async def __aenter__(self) -> "Worker":
         try:
@@ -195,8 +209,19 @@ class Worker:
             delivered = await topic(spec).send(key=key.encode("utf-8"), value=value)
             await delivered
 
+        if stage == "watchdog":
+            from streams.watchdog import Watchdog, attach
+
+            async def send_result(key: str, value: bytes) -> None:
+                await send(RESULTS, key, value)
+
+            self.watchdog = Watchdog(self.backends._redis, self.backends.claims, settings, send_result,
+                                     results_log=self.results_log)
+            attach(app, topic, self.watchdog)
+            return app
         for source, handler in stage_handlers(stage, self.backends):
-            processor = StageProcessor(stage, source, handler, send, settings, self.backends.dedupe)
+            processor = StageProcessor(stage, source, handler, send, settings, self.backends.dedupe,
+                                       self.backends.claims, self.results_log)
 
             async def agent(stream: Any, processor: StageProcessor = processor) -> None:
                 async for event in stream.events():

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ValidationError
 
 from agents.publisher import failed_result
 from infra import metrics
+from infra.redis_errors import is_outage
+from infra.result_claims import ResultClaims, ResultLog, phase_of, publish_once
 from infra.settings import Settings
 from schemas.records import DeadLetter, StageTiming
 from schemas.topics import DEAD_LETTERS, RESULTS, TopicSpec
@@ -27,6 +29,7 @@ log = logging.getLogger("gapstream.stages")
 
 MAX_DEAD_LETTER_PAYLOAD = 64 * 1024
 RETRY_DELAYS_S = (0.2, 1.0, 3.0)
+OUTAGE_RETRY_DELAY_S = 2.0  # after the schedule, an outage (Redis restarting) is retried until stage_retry_s
 
 Outputs = Sequence[tuple[TopicSpec, BaseModel]]
 Handler = Callable[[Any], Awaitable[Optional[Outputs]]]
@@ -82,6 +85,8 @@ class StageProcessor:
         send: Sender,
         settings: Settings,
         dedupe: Any,
+        claims: Optional[ResultClaims] = None,
+        results_log: Optional[ResultLog] = None,
     ) -> None:
         self.stage = stage
         self.source = source
@@ -89,6 +94,8 @@ class StageProcessor:
         self.send = send
         self.settings = settings
         self.dedupe = dedupe
+        self.claims = claims
+        self.results_log = results_log
 
     async def process(self, delivery: Delivery) -> None:
         started = time.perf_counter()
@@ -99,6 +106,10 @@ class StageProcessor:
             log.exception("stage %s failed to handle a failure", self.stage)
             outcome = "internal-error"
             metrics.STAGE_ERRORS.labels(self.stage, type(exc).__name__).inc()
+            try:  # the message is acked anyway: keep it as a dead letter rather than lose it silently
+                await self._dead_letter(delivery, exc, f"internal error: {type(exc).__name__}: {exc}", None)
+            except Exception:
+                log.exception("stage %s could not dead-letter a message", self.stage)
         finally:
             metrics.STAGE_IN_FLIGHT.labels(self.stage).dec()
         metrics.STAGE_EVENTS.labels(self.stage, outcome).inc()
@@ -106,8 +117,9 @@ class StageProcessor:
 
     async def _process(self, delivery: Delivery, started: float) -> str:
         try:
-            payload = json.loads(delivery.value)
-        except (UnicodeDecodeError, ValueError) as exc:
+            # UTF-8 explicitly: json.loads(bytes) would guess UTF-16/32 from the first bytes and report nonsense.
+            payload = json.loads(delivery.value.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
             await self._dead_letter(delivery, exc, f"not JSON: {exc}", None)
             return "dead-letter"
         if not isinstance(payload, dict):
@@ -125,14 +137,19 @@ class StageProcessor:
         if await self._seen(dedupe_key):
             return "duplicate"
         try:
-            outputs = await self._run_with_retries(record)
+            outputs = await self._run_with_retries(lambda: self.handler(record))
+            if outputs is None:
+                return "skipped"
+            await self._emit(record, outputs, started)
         except Exception as exc:  # a stage error is data: dead letter + failed result
             retriable = is_retriable(exc)
             reason = f"{type(exc).__name__}: {exc}" + (" (retries exhausted)" if retriable else "")
             await self._dead_letter(delivery, exc, reason, payload, retriable=retriable)
             return "dead-letter"
-        if outputs is None:
-            return "skipped"
+        await self._mark(dedupe_key)
+        return "ok"
+
+    async def _emit(self, record: Any, outputs: Outputs, started: float) -> None:
         seconds = time.perf_counter() - started
         # Records accumulate the calls of every stage; only the ones this stage added are its to count.
         calls_before = len(getattr(record, "llm_calls", None) or [])
@@ -141,21 +158,41 @@ class StageProcessor:
             timings = getattr(out, "timings", None)
             if isinstance(timings, list):
                 timings.append(StageTiming(stage=self.stage, round=getattr(record, "round", 0), seconds=seconds))
-            await self.send(topic, out.request_id, encode(out))  # type: ignore[attr-defined]
-        await self._mark(dedupe_key)
-        return "ok"
+            if topic is RESULTS and self.claims is not None:
+                # Claimed around the send, so a crash between the two neither loses the result nor repeats it.
+                await self._run_with_retries(lambda out=out: self._publish_claimed(out))
+            else:
+                await self.send(topic, out.request_id, encode(out))  # type: ignore[attr-defined]
 
-    async def _run_with_retries(self, record: Any) -> Optional[Outputs]:
-        for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
+    async def _publish_claimed(self, out: Any) -> bool:
+        phase = phase_of(getattr(out, "status", ""))
+        assert self.claims is not None
+
+        async def send() -> None:
+            await self.send(RESULTS, out.request_id, encode(out))
+
+        return await publish_once(self.claims, out.request_id, send, phase, results=self.results_log)
+
+    async def _run_with_retries(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        started = time.monotonic()
+        attempt = 0
+        while True:
             try:
-                return await self.handler(record)
+                return await call()
             except Exception as exc:
-                if delay is None or not is_retriable(exc):
+                if not is_retriable(exc):
                     raise
+                if attempt < len(RETRY_DELAYS_S):
+                    delay = RETRY_DELAYS_S[attempt]
+                elif is_outage(exc) and time.monotonic() - started < self.settings.stage_retry_s:
+                    # Not the message's fault: hold it (its offset stays uncommitted) until the dependency is back.
+                    delay = OUTAGE_RETRY_DELAY_S
+                else:
+                    raise
+                attempt += 1
                 log.warning("stage %s: retriable %s (attempt %d), retrying in %.1fs",
-                            self.stage, type(exc).__name__, attempt + 1, delay)
+                            self.stage, type(exc).__name__, attempt, delay)
                 await asyncio.sleep(delay)
-        return None  # unreachable: the last attempt either returns or raises
 
     async def _seen(self, key: str) -> bool:
         try:
@@ -203,14 +240,30 @@ class StageProcessor:
         if payload is None:
             return
         result = failed_result(payload, self.stage, reason[:1000])
-        if result is not None and await self._claim_result(result.request_id):
-            await self.send(RESULTS, result.request_id, encode(result))
+        if result is not None and await self.publish_result(result):
             metrics.RESULTS.labels("failed").inc()
 
-    async def _claim_result(self, request_id: str) -> bool:
+    async def publish_result(self, result: Any, phase: str = "final") -> bool:
+        """Send a result unless this request's result of that phase is out already (see infra.result_claims)."""
+
+        async def send() -> None:
+            await self.send(RESULTS, result.request_id, encode(result))
+
+        if self.claims is None:
+            try:
+                claimed = await self.dedupe.claim(f"result:{result.request_id}", self.settings.dedupe_ttl_s)
+            except Exception:
+                claimed = True
+            if claimed:
+                await send()
+            return claimed
         try:
-            return await self.dedupe.claim(f"result:{request_id}", self.settings.dedupe_ttl_s)
-        except Exception:
+            return await publish_once(self.claims, result.request_id, send, phase, results=self.results_log)
+        except Exception as exc:
+            # Only failures reach here (dead letters); a client told twice that its request failed is better off
+            # than one never told.
+            log.warning("result claim unavailable (%s); publishing the failed result anyway", type(exc).__name__)
+            await send()
             return True
 
 

@@ -62,7 +62,7 @@ def _metrics(port: int) -> str:
 
 async def test_split_workers_serve_submit_and_a_minimal_foreign_request(deployment, broker, unique):
     env, port = deployment
-    submitted = subprocess.run(_cmd("submit", "a lighthouse in a storm", "--user", "carol", "--wait", "--json",
+    submitted = subprocess.run(_cmd("submit", "a lighthouse in a storm", "--user", f"carol-{unique}", "--wait", "--json",
                                     "--request-id", f"cli-{unique}", "--timeout", "120"),
                                env=env, capture_output=True, text=True, timeout=180)
     result = json.loads(submitted.stdout) if submitted.stdout.strip().startswith("{") else {}
@@ -72,7 +72,7 @@ async def test_split_workers_serve_submit_and_a_minimal_foreign_request(deployme
                                                        "publisher"}
 
     # What a service in another language publishes: three fields, keyed by request_id.
-    minimal = {"request_id": f"foreign-{unique}", "user_id": "dave", "prompt": "a paper boat on a pond"}
+    minimal = {"request_id": f"foreign-{unique}", "user_id": f"dave-{unique}", "prompt": "a paper boat on a pond"}
     await produce_raw(broker.bootstrap, f"wp{unique}.requests", minimal["request_id"].encode(),
                       json.dumps(minimal).encode())
     deadline = time.monotonic() + 120
@@ -85,4 +85,4 @@ async def test_split_workers_serve_submit_and_a_minimal_foreign_request(deployme
     text = _metrics(port)
     assert 'gapstream_stage_events_total{outcome="ok",stage="planner"}' in text
     assert 'gapstream_results_total{status="completed"}' in text
-    assert "request_id" not in text and "carol" not in text  # bounded labels only
+    assert "request_id" not in text and unique not in text  # bounded labels only

@@ -1,0 +1,11 @@
+"""Chaos tests: the real broker and a Redis of their own that they stop and start; run by default (CI runs them)."""
+
+import pytest
+
+from tests.integration.conftest import broker, unique  # noqa: F401 - the same real-broker fixtures
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/chaos" in str(item.fspath):
+            item.add_marker(pytest.mark.chaos)
