@@ -130,6 +130,10 @@ class Settings:
     # Issue 8 (operations): log line format and how often a worker samples its consumer groups' lag.
     log_format: str = "text"  # or "json": one object per line with request_id and stage
     lag_interval_s: float = 5.0  # 0: no lag sampling
+    # Simulated backends for benchmarks (issue 9): seconds a sleeping backend takes; None = the real backend.
+    simulated_seconds_per_image: Optional[float] = None
+    simulated_search_s: Optional[float] = None
+    simulated_llm_s: Optional[float] = None
 
     @property
     def local_mode(self) -> bool:
@@ -233,4 +237,8 @@ class Settings:
             # Issue 8 (operations).
             log_format=_choice(env, "GAPSTREAM_LOG_FORMAT", "text", ("text", "json")),
             lag_interval_s=_float(env, "GAPSTREAM_LAG_INTERVAL_S", 5.0, 0.0, 3600.0),
+            # issue 9: simulated backends
+            simulated_seconds_per_image=_float(env, "GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE", None, 0.0, 3600.0),
+            simulated_search_s=_float(env, "GAPSTREAM_SIMULATED_SEARCH_S", None, 0.0, 3600.0),
+            simulated_llm_s=_float(env, "GAPSTREAM_SIMULATED_LLM_S", None, 0.0, 3600.0),
         )

@@ -64,7 +64,11 @@ async def publish_request(producer: AIOKafkaProducer, settings: Settings, reques
 
 
 class ResultWatcher:
-    """Reads `results` from its current end, so results published after `start()` are seen and older ones not."""
+    """Reads `results` from its current end, so results published after `start()` are seen and older ones not.
+
+    One reader task feeds every waiter: with many requests in flight, each waiter polling the consumer itself made
+    a result wait up to a whole poll (1 s) behind another waiter's fetch that had already read it.
+    """
 
     def __init__(self, bootstrap: str, settings: Settings) -> None:
         self.topic = RESULTS.name(settings.topic_prefix)
@@ -73,6 +77,9 @@ class ResultWatcher:
             fetch_max_wait_ms=settings.fetch_max_wait_ms, auto_offset_reset="latest", **_security(settings),
         )
         self._pending: dict[str, ResultRecord] = {}
+        self._waiters: dict[str, list[asyncio.Future]] = {}
+        self._reader: Optional[asyncio.Task] = None
+        self._error: Optional[BaseException] = None
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -86,23 +93,59 @@ class ResultWatcher:
         await self._consumer.seek_to_end(*assigned)
         for tp in assigned:  # resolve the lazy seek now, before the caller publishes anything
             await self._consumer.position(tp)
+        self._reader = asyncio.create_task(self._read(), name="gapstream-result-reader")
 
     async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
         await self._consumer.stop()
 
+    async def _read(self) -> None:
+        try:
+            while True:
+                batches = await self._consumer.getmany(timeout_ms=1000)
+                for messages in batches.values():
+                    for message in messages:
+                        result = _parse_result(message.value)
+                        if result is not None:
+                            self._deliver(result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the consumer failed: every waiter hears it rather than timing out
+            self._error = exc
+            for futures in self._waiters.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+
+    def _deliver(self, result: ResultRecord) -> None:
+        futures = [f for f in self._waiters.pop(result.request_id, []) if not f.done()]
+        if not futures:
+            self._pending.setdefault(result.request_id, result)
+        for future in futures:
+            future.set_result(result)
+
     async def wait(self, request_id: str, timeout_s: float) -> ResultRecord:
-        deadline = time.monotonic() + timeout_s
-        while request_id not in self._pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ResultTimeout(f"no result for {request_id} within {timeout_s:.0f} s")
-            batches = await self._consumer.getmany(timeout_ms=int(min(left, 1.0) * 1000))
-            for messages in batches.values():
-                for message in messages:
-                    result = _parse_result(message.value)
-                    if result is not None:
-                        self._pending.setdefault(result.request_id, result)
-        return self._pending.pop(request_id)
+        if request_id in self._pending:
+            return self._pending.pop(request_id)
+        if self._error is not None:
+            raise self._error
+        if self._reader is None:
+            raise RuntimeError("ResultWatcher.wait() before start()")
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(request_id, []).append(future)
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except asyncio.TimeoutError:
+            raise ResultTimeout(f"no result for {request_id} within {timeout_s:.0f} s") from None
+        finally:
+            waiting = self._waiters.get(request_id)
+            if waiting is not None and future in waiting:
+                waiting.remove(future)
+                if not waiting:
+                    del self._waiters[request_id]
 
 
 def _parse_result(value: Optional[bytes]) -> Optional[ResultRecord]:

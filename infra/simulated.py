@@ -1,0 +1,86 @@
+"""Simulated backends for benchmarks: they cost what a real one costs in wall time (a sleep) and nothing else.
+
+- `SimulatedTextToImage`: a no-op generator that sleeps `seconds_per_image` per image (0: instant) and returns 1×1
+  images, so the rest of the stage (PNG encoding, the image store, the critic reading it back) still runs for real.
+  Used by `gapstream bench scaleout` through `GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE`, which makes any
+  `gapstream worker --stages generator` use it: on a 2-CPU machine a sleep is the only way to measure how a GPU
+  group scales without the workers competing for the same cores.
+- `SimulatedSearch`: a search backend that waits `latency_s` and finds nothing.
+- `SimulatedLLM`: a model that waits `latency_s` and then declines to answer (`LLMError`, not retriable), so the
+  model-backed stage makes exactly one call of that latency per round and its heuristic fallback does the work.
+
+The `simulated` label is in every trace (search backend, LLM call model, image model) so a result produced by them
+is never mistaken for a real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Sequence
+
+from agents.ports import GenerationDefaults, GenerationJob, LLMError, LLMReply
+from schemas.records import Hit
+
+SIMULATED = "simulated"
+
+
+class SimulatedTextToImage:
+    """`agents.ports.TextToImage` that sleeps like a GPU and draws a 1×1 grey pixel per job."""
+
+    model_name = f"{SIMULATED}-generator"
+
+    def __init__(self, seconds_per_image: float = 0.0, defaults: GenerationDefaults | None = None) -> None:
+        if seconds_per_image < 0:
+            raise ValueError(f"seconds_per_image must be >= 0, got {seconds_per_image}")
+        self.seconds_per_image = seconds_per_image
+        self.defaults = defaults or GenerationDefaults(width=64, height=64, steps=4, guidance=7.5, max_side=2048)
+        self.images_made = 0
+
+    def generate(self, jobs: Sequence[GenerationJob]) -> list:
+        from PIL import Image
+
+        # Blocking on purpose: callers run `generate` off the event loop, exactly as with a real pipeline.
+        if self.seconds_per_image:
+            time.sleep(self.seconds_per_image * len(jobs))
+        self.images_made += len(jobs)
+        return [Image.new("RGB", (1, 1), (128, 128, 128)) for _ in jobs]
+
+    def __repr__(self) -> str:
+        return f"SimulatedTextToImage(seconds_per_image={self.seconds_per_image})"
+
+
+class SimulatedSearch:
+    """`agents.ports.SearchBackend` that answers after `latency_s` with no hits."""
+
+    name = SIMULATED
+
+    def __init__(self, latency_s: float = 0.0) -> None:
+        if latency_s < 0:
+            raise ValueError(f"latency_s must be >= 0, got {latency_s}")
+        self.latency_s = latency_s
+        self.calls = 0
+
+    async def search(self, query: str, limit: int = 5) -> list[Hit]:
+        self.calls += 1
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        return []
+
+
+class SimulatedLLM:
+    """`agents.ports.StructuredLLM` that waits `latency_s`, then declines: the stage falls back to its heuristic."""
+
+    model = f"{SIMULATED}-llm"
+
+    def __init__(self, latency_s: float = 0.0) -> None:
+        if latency_s < 0:
+            raise ValueError(f"latency_s must be >= 0, got {latency_s}")
+        self.latency_s = latency_s
+        self.calls = 0
+
+    async def complete(self, *, system: str, user: str, output: type, images: Sequence[bytes] = ()) -> LLMReply:
+        self.calls += 1
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        raise LLMError("simulated model: latency only, no answer", retriable=False, kind="unreachable")

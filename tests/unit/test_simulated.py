@@ -1,0 +1,55 @@
+"""Simulated backends: they cost their configured time and nothing else, and settings switch them on."""
+
+import asyncio
+import time
+
+import pytest
+
+from agents.ports import GenerationJob, LLMError, SearchBackend, StructuredLLM, TextToImage
+from infra.settings import Settings, SettingsError
+from infra.simulated import SimulatedLLM, SimulatedSearch, SimulatedTextToImage
+
+
+def _job(seed: int) -> GenerationJob:
+    return GenerationJob(prompt="a fox", negative_prompt="", width=64, height=64, steps=4, guidance=7.5, seed=seed)
+
+
+def test_generator_sleeps_per_image_and_returns_one_pixel_images():
+    model = SimulatedTextToImage(seconds_per_image=0.02)
+    assert isinstance(model, TextToImage)
+    started = time.perf_counter()
+    images = model.generate([_job(1), _job(2), _job(3)])
+    assert time.perf_counter() - started >= 0.06  # a sleep cannot end early
+    assert [image.size for image in images] == [(1, 1)] * 3
+    assert model.images_made == 3 and "simulated" in model.model_name
+
+
+def test_search_waits_and_finds_nothing():
+    search = SimulatedSearch(latency_s=0.01)
+    assert isinstance(search, SearchBackend)
+    assert asyncio.run(search.search("this year's Lantern Fair")) == []
+    assert search.calls == 1
+
+
+def test_llm_waits_then_declines_so_the_stage_falls_back():
+    llm = SimulatedLLM(latency_s=0.01)
+    assert isinstance(llm, StructuredLLM)
+    with pytest.raises(LLMError) as caught:
+        asyncio.run(llm.complete(system="s", user="u", output=dict))
+    assert caught.value.retriable is False and llm.calls == 1
+
+
+def test_negative_latencies_are_refused():
+    for make in (SimulatedTextToImage, SimulatedSearch, SimulatedLLM):
+        with pytest.raises(ValueError):
+            make(-1)
+
+
+def test_settings_switch_simulated_backends_on(tmp_path):
+    off = Settings.from_env({"GAPSTREAM_HOME": str(tmp_path)})
+    assert (off.simulated_seconds_per_image, off.simulated_search_s, off.simulated_llm_s) == (None, None, None)
+    on = Settings.from_env({"GAPSTREAM_HOME": str(tmp_path), "GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE": "0.2",
+                            "GAPSTREAM_SIMULATED_SEARCH_S": "0", "GAPSTREAM_SIMULATED_LLM_S": "0.3"})
+    assert (on.simulated_seconds_per_image, on.simulated_search_s, on.simulated_llm_s) == (0.2, 0.0, 0.3)
+    with pytest.raises(SettingsError, match="GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE"):
+        Settings.from_env({"GAPSTREAM_HOME": str(tmp_path), "GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE": "fast"})
