@@ -92,12 +92,12 @@ class SequentialAgent:
     """The usual agent script: the same stage functions the workers run, called one after another for one request
     at a time, records handed from stage to stage in memory (no Kafka, no dedupe)."""
 
-    def __init__(self, backends: Any) -> None:
+    def __init__(self, backends: Any, stages: Optional[tuple[str, ...]] = None) -> None:
         from streams.backends import STAGES
         from streams.pipeline import stage_handlers
 
         self.routes: dict[str, list[tuple[TopicSpec, Any]]] = {}
-        for stage in STAGES:
+        for stage in stages or STAGES:
             for source, handler in stage_handlers(stage, backends):
                 self.routes.setdefault(source.suffix, []).append((source, handler))
 

@@ -31,9 +31,10 @@ async def _template(settings: Settings, redis_url: str) -> dict:
     from schemas.topics import ENRICHED_PROMPTS
     from streams.backends import open_backends
 
-    backends = await open_backends(settings, redis_url, ("planner", "searcher", "enricher", "publisher"))
+    stages = ("planner", "searcher", "enricher")
+    backends = await open_backends(settings, redis_url, stages)
     try:
-        record = await SequentialAgent(backends).run(request(0, "tpl-" + uuid.uuid4().hex[:6]), until=ENRICHED_PROMPTS)
+        record = await SequentialAgent(backends, stages).run(request(0, "tpl-" + uuid.uuid4().hex[:6]), until=ENRICHED_PROMPTS)
         return json.loads(record.model_dump_json())
     finally:
         await backends.aclose()

@@ -45,9 +45,11 @@ def test_bench_pipeline_json(env):
         assert isinstance(f[f"added_latency_p{q}_ms"], float)
     assert f["pipeline_over_raw_ratio"] == pytest.approx(f["requests_per_s_instant"] / f["requests_per_s_raw"],
                                                          abs=0.002)
-    # Every stage did work on the loop, and the per-stage CPU is part of the process's, not more.
+    # Every stage that runs through StageProcessor.process did work on the loop (the micro-batching generator
+    # drives its own loop, counted outside the stages), and the per-stage CPU is part of the process's, not more.
     by_stage = f["cpu_s_per_request_by_stage"]
-    assert set(by_stage) == set(STAGES) and all(v > 0 for v in by_stage.values())
+    assert set(by_stage) == set(STAGES)
+    assert all(v > 0 for stage, v in by_stage.items() if stage != "generator") and by_stage["generator"] >= 0
     assert sum(by_stage.values()) <= f["cpu_s_per_request_process"]
     # The simulated latencies are really paid: each sequential request makes 3 model calls (plan, enrich,
     # critique) and renders 1 image one after another, so it cannot be faster than their sum.
