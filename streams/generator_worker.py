@@ -161,6 +161,8 @@ def batching_agent(batcher: BatchingGenerator, settings: Settings) -> Any:
 
     async def agent(stream: Any) -> None:
         async for events in stream.take_events(settings.max_batch, within=within_s):
+            for event in events:  # messages in, as every other stage counts them (issue 8)
+                metrics.STAGE_MESSAGES_IN.labels("generator", event.message.topic).inc()
             await batcher.process_batch([delivery_of(event.message) for event in events])
 
     return agent
