@@ -15,12 +15,14 @@ another user's keys. All writes are single Lua scripts: atomic, and idempotent b
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import time
 from typing import Any, Optional, Sequence
 
 import redis.asyncio as aioredis
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from schemas.records import REQUEST_ID_PATTERN, USER_ID_PATTERN, MemoryItem
 
@@ -137,6 +139,24 @@ return '[' .. table.concat(out, ',') .. ']'
 """
 
 _ITEMS = TypeAdapter(list[MemoryItem])
+log = logging.getLogger("gapstream.memory")
+
+
+def _readable_items(raw: Any) -> list[MemoryItem]:
+    """The stored items this version can read. One item written by a newer (or broken) writer must not make the
+    user's whole memory unreadable and fail their requests: it is skipped and counted in the log."""
+    try:
+        return _ITEMS.validate_json(raw)
+    except ValidationError:
+        pass
+    items, skipped = [], 0
+    for entry in json.loads(raw):
+        try:
+            items.append(MemoryItem.model_validate(entry))
+        except ValidationError:
+            skipped += 1
+    log.warning("memory: skipped %d stored item(s) this version cannot read", skipped)
+    return items
 
 
 def _text(value: Any) -> str:
@@ -201,7 +221,7 @@ class RedisMemoryStore:
         items_key, order_key, *_ = self._all_keys(user_id)
         now = time.time()
         # Expired history is deleted on the next write; until then it is simply not read.
-        return [item for item in _ITEMS.validate_json(await self._read(keys=[items_key, order_key]))
+        return [item for item in _readable_items(await self._read(keys=[items_key, order_key]))
                 if not (item.expires_at and _epoch(item.expires_at) <= now)]
 
     async def add(self, user_id: str, items: Sequence[MemoryItem]) -> list[MemoryItem]:

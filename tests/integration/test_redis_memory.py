@@ -184,3 +184,11 @@ async def test_dedupe_validates_keys_and_ttl(client, prefix):
         with pytest.raises(ValueError, match="ttl"):
             await dedupe.mark("k", ttl_s=ttl)
     assert await keys_of(client, f"{prefix}*") == []
+
+
+async def test_an_item_this_version_cannot_read_is_skipped_not_fatal(memory, client, prefix):
+    # What an older worker meets after a newer one stored a kind it does not know, mid rolling upgrade.
+    await memory.add("alice", [item(1), item(2)])
+    await client.hset(f"{prefix}mem:alice:items", "m-future", '{"id": "m-future", "kind": "telepathy", "text": "?"}')
+    await client.zadd(f"{prefix}mem:alice:order", {"m-future": 99})
+    assert [i.id for i in await memory.items("alice")] == ["m-1", "m-2"]
