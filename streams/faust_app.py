@@ -108,6 +108,7 @@ def make_app(settings: Settings, stage: str, bootstrap: str) -> GapstreamApp:
     """One Faust app (so one consumer group) per stage: every stage sees every message of its input topics,
     whatever set of stages each worker process runs, and a stage scales by adding members to its group."""
     session = settings.broker_session_timeout
+    (settings.home / "faust").mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = GapstreamApp(
         f"{settings.app_id}-{stage}",
         broker=f"kafka://{bootstrap}",
@@ -117,6 +118,9 @@ def make_app(settings: Settings, stage: str, bootstrap: str) -> GapstreamApp:
         topic_replication_factor=1,
         topic_allow_declare=True,
         store="memory://",
+        # Faust keeps a per-app folder (table state, a lock); under GAPSTREAM_HOME rather than the working
+        # directory, so running a worker or the tests leaves nothing in the user's checkout.
+        datadir=str(settings.home / "faust" / f"{settings.app_id}-{stage}"),
         web_enabled=False,
         # Tansu reports wrong end offsets with batched producers; one record per batch keeps them right and
         # costs little at our message sizes.
