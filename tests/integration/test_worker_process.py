@@ -85,4 +85,4 @@ async def test_split_workers_serve_submit_and_a_minimal_foreign_request(deployme
     text = _metrics(port)
     assert 'gapstream_stage_events_total{outcome="ok",stage="planner"}' in text
     assert 'gapstream_results_total{status="completed"}' in text
-    assert "request_id" not in text and unique not in text  # bounded labels only
+    assert "request_id" not in text and f"carol-{unique}" not in text and f"cli-{unique}" not in text  # bounded labels only
