@@ -119,13 +119,20 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     ctx.obj = settings
 
 
+def with_conversation_options(command: Any) -> Any:
+    """--follow and --ask, the same on `run` and `submit`."""
+    command = click.option("--ask", "allow_clarification", is_flag=True, default=None,
+                           help="Allow a clarifying question when memory cannot fill a gap "
+                                "(answer with `gapstream answer`).")(command)
+    return click.option("--follow", "parent_request_id", default=None, metavar="REQUEST_ID",
+                        help="A follow-up of this earlier request: start from its result and change only what "
+                             "PROMPT asks.")(command)
+
+
 @cli.command()
 @click.argument("prompt")
 @with_request_options
-@click.option("--follow", "parent_request_id", default=None, metavar="REQUEST_ID",
-              help="A follow-up of this earlier request: start from its result and change only what PROMPT asks.")
-@click.option("--ask", "allow_clarification", is_flag=True, default=None,
-              help="Allow a clarifying question when memory cannot fill a gap (answer with `gapstream answer`).")
+@with_conversation_options
 @click.pass_obj
 def run(settings: Settings, prompt: str, user: str, request_id: Optional[str], timeout_s: float, as_json: bool,
         progress: bool, **options: Any) -> None:
@@ -201,6 +208,7 @@ async def _serve(settings: Settings, stages: tuple[str, ...], metrics_port: int)
 @cli.command()
 @click.argument("prompt")
 @with_request_options
+@with_conversation_options
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
 @click.pass_obj
 def submit(settings: Settings, prompt: str, user: str, request_id: Optional[str], timeout_s: float, as_json: bool,
@@ -226,7 +234,7 @@ def submit(settings: Settings, prompt: str, user: str, request_id: Optional[str]
         click.echo(json.dumps({"request_id": request.request_id}) if as_json else request.request_id)
         return
     _print_result(result, as_json)
-    sys.exit(0 if result.status == "completed" else 1)
+    sys.exit(0 if result.status in ("completed", "needs_clarification") else 1)
 
 
 @cli.group()

@@ -71,6 +71,15 @@ async def test_split_workers_serve_submit_and_a_minimal_foreign_request(deployme
     assert {t["stage"] for t in result["timings"]} == {"planner", "searcher", "enricher", "generator", "critic",
                                                        "publisher"}
 
+    # A follow-up through `submit`, as through `run`: it names its parent and keeps the parent's subject.
+    followed = subprocess.run(_cmd("submit", "now at night", "--user", f"carol-{unique}", "--wait", "--json",
+                                   "--follow", f"cli-{unique}", "--timeout", "120"),
+                              env=env, capture_output=True, text=True, timeout=180)
+    follow_up = json.loads(followed.stdout) if followed.stdout.strip().startswith("{") else {}
+    assert followed.returncode == 0, (followed.stderr, follow_up.get("error"), follow_up.get("degraded"))
+    assert follow_up["request"]["parent_request_id"] == f"cli-{unique}"
+    assert "lighthouse" in follow_up["prompt"].lower()
+
     # What a service in another language publishes: three fields, keyed by request_id.
     minimal = {"request_id": f"foreign-{unique}", "user_id": f"dave-{unique}", "prompt": "a paper boat on a pond"}
     await produce_raw(broker.bootstrap, f"wp{unique}.requests", minimal["request_id"].encode(),
