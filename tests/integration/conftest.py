@@ -4,6 +4,7 @@ import uuid
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from streams.local import EmbeddedBroker
 
@@ -37,3 +38,21 @@ def redis_url():
 @pytest.fixture
 def unique() -> str:
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def client(redis_url):
+    """An asyncio client of the real Redis, for tests that look at the keys a store wrote."""
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def prefix(client):
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    prefix = f"gapstream-test-{uuid.uuid4().hex}:"
+    yield prefix
+    keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
-import redis.asyncio as aioredis
 
 from agents.learning import learn, turn_of
 from agents.memory import items_from_user_text
@@ -15,22 +13,6 @@ from schemas.records import MemoryItem
 from tests.integration.memory_helpers import accept, enrich
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def client(redis_url):
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(client):
-    prefix = f"gapstream-test-{uuid.uuid4().hex}:"
-    yield prefix
-    keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-    if keys:
-        await client.delete(*keys)
 
 
 async def _keys(client, pattern: str) -> list[bytes]:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agents.ports import MemoryStore
 from infra.redis_memory import RedisDedupe, RedisMemoryStore
@@ -16,27 +13,6 @@ from schemas.records import MemoryItem
 pytestmark = pytest.mark.integration
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-async def client():
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except RedisConnectionError:
-        await client.aclose()
-        pytest.fail(f'no Redis at {REDIS_URL}: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ""')
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(client):
-    prefix = f"gapstream-test-{uuid.uuid4().hex}:"
-    yield prefix
-    keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-    if keys:
-        await client.delete(*keys)
 
 
 @pytest.fixture
