@@ -15,37 +15,12 @@ from schemas.records import DeadLetter, GapsRecord, ImageRequest, ResultRecord
 from schemas.topics import CRITIQUES, DEAD_LETTERS, ENRICHED_PROMPTS, GAPS, IMAGES, REQUESTS, RESULTS, SEARCH_RESULTS
 from streams.stages import MAX_DEAD_LETTER_PAYLOAD, Delivery, StageProcessor
 from tests.fuzz.bad_inputs import BAD_REQUESTS, TOLERATED_REQUESTS, with_ids
+from tests.unit.fakes import MemoryDedupe, Sent
 
 pytestmark = pytest.mark.fuzz
 SETTINGS = Settings.from_env({"GAPSTREAM_HOME": "/tmp/gapstream-fuzz"})
 INPUTS = {"planner": REQUESTS, "searcher": GAPS, "enricher": SEARCH_RESULTS, "generator": ENRICHED_PROMPTS,
           "critic": IMAGES, "publisher": CRITIQUES}
-
-
-class Dedupe:
-    def __init__(self):
-        self.done, self.claims = set(), set()
-
-    async def seen(self, key):
-        return key in self.done
-
-    async def mark(self, key, ttl_s):
-        self.done.add(key)
-
-    async def claim(self, key, ttl_s):
-        if key in self.claims:
-            return False
-        self.claims.add(key)
-        return True
-
-
-class Sent(list):
-    async def __call__(self, topic, key, value):
-        json.loads(value)  # whatever a stage sends is valid JSON
-        self.append((topic, key, json.loads(value)))
-
-    def on(self, topic):
-        return [value for t, _, value in self if t is topic]
 
 
 def _processor(stage="planner"):
@@ -57,7 +32,7 @@ def _processor(stage="planner"):
             return [(GAPS, GapsRecord(request_id=record.request_id, user_id=record.user_id, request=record))]
         return None
 
-    return StageProcessor(stage, INPUTS[stage], handler, sent, SETTINGS, Dedupe()), sent, calls
+    return StageProcessor(stage, INPUTS[stage], handler, sent, SETTINGS, MemoryDedupe()), sent, calls
 
 
 def _delivery(value: bytes, topic="gapstream.requests"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from typing import Optional, Sequence
 
@@ -44,6 +45,36 @@ class FakeMemoryStore:
             self.data.pop(user_id, None)
             return len(mine)
         return 1 if mine.pop(item_id, None) else 0
+
+
+class MemoryDedupe:
+    """The stage processor's dedupe and result-claim port over two sets, as Redis would keep them."""
+
+    def __init__(self) -> None:
+        self.done: set[str] = set()
+        self.claims: set[str] = set()
+
+    async def seen(self, key: str) -> bool:
+        return key in self.done
+
+    async def mark(self, key: str, ttl_s: int) -> None:
+        self.done.add(key)
+
+    async def claim(self, key: str, ttl_s: int) -> bool:
+        if key in self.claims:
+            return False
+        self.claims.add(key)
+        return True
+
+
+class Sent(list):
+    """A stage's `send`: records (topic, key, decoded value); a value that is not JSON fails the test."""
+
+    async def __call__(self, topic, key, value) -> None:
+        self.append((topic, key, json.loads(value)))
+
+    def on(self, topic) -> list:
+        return [value for t, _, value in self if t is topic]
 
 
 class FakeImageStore:

@@ -19,7 +19,7 @@ from schemas.topics import DEAD_LETTERS, ENRICHED_PROMPTS, IMAGES, RESULTS
 from streams.generator_worker import BatchingGenerator, build_generator
 from streams.stages import Delivery, StageProcessor
 from tests.unit.test_diffusion import BATCH_TOLERANCE, SpyPipeline
-from tests.unit.test_stage_processor import MemoryDedupe, Sent
+from tests.unit.fakes import MemoryDedupe, Sent
 
 
 @pytest.fixture(scope="module")

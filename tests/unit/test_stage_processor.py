@@ -9,31 +9,7 @@ from infra.settings import Settings
 from schemas.records import DeadLetter, GapsRecord, ImageRequest, ResultRecord
 from schemas.topics import DEAD_LETTERS, GAPS, REQUESTS, RESULTS
 from streams.stages import Delivery, StageProcessor, is_retriable
-
-
-class MemoryDedupe:
-    def __init__(self):
-        self.done, self.claims = set(), set()
-
-    async def seen(self, key):
-        return key in self.done
-
-    async def mark(self, key, ttl_s):
-        self.done.add(key)
-
-    async def claim(self, key, ttl_s):
-        if key in self.claims:
-            return False
-        self.claims.add(key)
-        return True
-
-
-class Sent(list):
-    async def __call__(self, topic, key, value):
-        self.append((topic, key, json.loads(value)))
-
-    def on(self, topic):
-        return [value for t, _, value in self if t is topic]
+from tests.unit.fakes import MemoryDedupe, Sent
 
 
 def _processor(handler, sent, dedupe=None):
