@@ -8,7 +8,7 @@ import pytest
 
 from infra.settings import Settings
 from schemas.records import ImageRequest
-from streams.client import ResultWatcher, new_producer, publish_request
+from streams.client import submit_and_wait
 from streams.pipeline import Worker
 from tests.integration.kafka_tools import read_topic
 
@@ -39,16 +39,7 @@ async def test_a_stuck_stage_gets_a_failed_result_naming_it_and_no_second_result
     request = ImageRequest(request_id=f"stuck-{unique}", user_id=f"u-{unique}", prompt="a red kite", max_rounds=1)
     async with Worker(settings, broker.bootstrap, redis_url, no_generator) as worker:
         await worker.wait_assigned(60)
-        watcher = ResultWatcher(broker.bootstrap, settings)
-        await watcher.start()
-        producer = new_producer(broker.bootstrap)
-        await producer.start()
-        try:
-            await publish_request(producer, settings, request)
-            result = await watcher.wait(request.request_id, timeout_s=180)
-        finally:
-            await producer.stop()
-            await watcher.stop()
+        result = await submit_and_wait(broker.bootstrap, settings, request, timeout_s=180)
         assert result.status == "failed"
         assert "generator" in result.error and "GAPSTREAM_REQUEST_DEADLINE_S" in result.error
 
@@ -72,16 +63,7 @@ async def test_a_moving_request_is_not_failed(broker, redis_url, tmp_path, uniqu
     request = ImageRequest(request_id=f"ok-{unique}", user_id=f"u-{unique}", prompt="a blue kite")
     async with Worker(settings, broker.bootstrap, redis_url, (*STAGES, "watchdog")) as worker:
         await worker.wait_assigned(60)
-        watcher = ResultWatcher(broker.bootstrap, settings)
-        await watcher.start()
-        producer = new_producer(broker.bootstrap)
-        await producer.start()
-        try:
-            await publish_request(producer, settings, request)
-            result = await watcher.wait(request.request_id, timeout_s=90)
-        finally:
-            await producer.stop()
-            await watcher.stop()
+        result = await submit_and_wait(broker.bootstrap, settings, request, timeout_s=90)
         assert result.status == "completed", result.error
         await asyncio.sleep(1.0)
         due = await worker.watchdog.redis.zscore(worker.watchdog.due_key, request.request_id)
