@@ -121,17 +121,16 @@ class StageProcessor:
         if isinstance(decoded, str):
             return decoded
         record, payload = decoded
-        dedupe_key = self.dedupe_key(record)
-        if await self._seen(dedupe_key):
+        if await self.seen(record):
             return "duplicate"
         try:
-            outputs = await self._run_with_retries(lambda: self.handler(record))
+            outputs = await self.with_retries(lambda: self.handler(record))
             if outputs is None:
                 return "skipped"
-            await self._emit(record, outputs, started)
+            await self.emit(record, outputs, started)
         except Exception as exc:  # a stage error is data: dead letter + failed result
             return await self.fail(delivery, exc, payload)
-        await self._mark(dedupe_key)
+        await self.mark_done(record)
         return "ok"
 
     # The steps of `_process`, public so that a consumer handling several messages at once (the micro-batching
@@ -175,13 +174,6 @@ class StageProcessor:
 
     async def emit(self, record: Any, outputs: Outputs, started: float) -> None:
         """Send a stage's outputs, timed from `started` (a `time.perf_counter()` value)."""
-        await self._emit(record, outputs, started)
-
-    async def with_retries(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        """`await call()`, again after a pause while it fails with a retriable error (bounded)."""
-        return await self._run_with_retries(call)
-
-    async def _emit(self, record: Any, outputs: Outputs, started: float) -> None:
         seconds = time.perf_counter() - started
         # Records accumulate the calls of every stage; only the ones this stage added are its to count.
         calls_before = len(getattr(record, "llm_calls", None) or [])
@@ -192,7 +184,7 @@ class StageProcessor:
                 timings.append(StageTiming(stage=self.stage, round=getattr(record, "round", 0), seconds=seconds))
             if topic is RESULTS and self.claims is not None:
                 # Claimed around the send, so a crash between the two neither loses the result nor repeats it.
-                await self._run_with_retries(lambda out=out: self._publish_claimed(out))
+                await self.with_retries(lambda out=out: self._publish_claimed(out))
             else:
                 await self.send(topic, out.request_id, encode(out))  # type: ignore[attr-defined]
 
@@ -205,7 +197,8 @@ class StageProcessor:
 
         return await publish_once(self.claims, out.request_id, send, phase, results=self.results_log)
 
-    async def _run_with_retries(self, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def with_retries(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """`await call()`, again after a pause while it fails with a retriable error (bounded)."""
         started = time.monotonic()
         attempt = 0
         while True:
