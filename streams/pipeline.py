@@ -258,9 +258,8 @@ class Worker:
                                  message.offset, (time.perf_counter() - started) * 1000)
 
             # Model- and search-bound stages wait on I/O: several messages in flight keep one slow call from
-            # holding up every other request. The generator stays at one; its model call is the bottleneck itself.
-            concurrency = 1 if stage == "generator" else settings.stage_concurrency
-            app.agent(topic(source), name=f"{stage}.{source.suffix}", concurrency=concurrency)(agent)
+            # holding up every other request. (The generator never gets here: it batches, one agent, above.)
+            app.agent(topic(source), name=f"{stage}.{source.suffix}", concurrency=settings.stage_concurrency)(agent)
         return app
 
 
