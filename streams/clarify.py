@@ -210,24 +210,10 @@ async def remember_result(backends: Any, result: ResultRecord) -> None:
 async def publish_answer(bootstrap: str, settings: Any, answer: AnswerRecord,
                          timeout_s: Optional[float]) -> Optional[ResultRecord]:
     """Publish one answer; with a timeout, wait for the request's next result."""
-    from streams.client import ResultWatcher, ensure_topics, new_producer
+    from streams.client import publish_and_wait
 
-    await ensure_topics(bootstrap, settings)
-    watcher = ResultWatcher(bootstrap, settings) if timeout_s is not None else None
-    if watcher is not None:
-        await watcher.start()
-    try:
-        producer = new_producer(bootstrap)
-        await producer.start()
-        try:
-            await producer.send_and_wait(ANSWERS.name(settings.topic_prefix), key=answer.request_id.encode(),
-                                         value=answer.model_dump_json().encode())
-        finally:
-            await producer.stop()
-        return None if watcher is None else await watcher.wait(answer.request_id, timeout_s)  # type: ignore[arg-type]
-    finally:
-        if watcher is not None:
-            await watcher.stop()
+    return await publish_and_wait(bootstrap, settings, ANSWERS.name(settings.topic_prefix), answer.request_id,
+                                  answer.model_dump_json().encode(), timeout_s)
 
 
 @click.command("answer")

@@ -164,6 +164,14 @@ async def submit_and_wait(
 
     The topics are created first if missing, so a request sent before the workers' first start is not lost.
     """
+    return await publish_and_wait(bootstrap, settings, REQUESTS.name(settings.topic_prefix), request.request_id,
+                                  request.model_dump_json(exclude_none=True).encode(), timeout_s)
+
+
+async def publish_and_wait(bootstrap: str, settings: Settings, topic: str, request_id: str, value: bytes,
+                           timeout_s: Optional[float]) -> Optional[ResultRecord]:
+    """Publish one message keyed by `request_id` (a request, an answer); with a timeout, wait for that request's
+    next result. The watcher starts before the send, so a result that comes back at once is not missed."""
     await ensure_topics(bootstrap, settings)
     watcher: Optional[ResultWatcher] = None
     if timeout_s is not None:
@@ -173,12 +181,12 @@ async def submit_and_wait(
         producer = new_producer(bootstrap, settings)
         await producer.start()
         try:
-            await publish_request(producer, settings, request)
+            await producer.send_and_wait(topic, key=request_id.encode(), value=value)
         finally:
             await producer.stop()
         if watcher is None:
             return None
-        return await watcher.wait(request.request_id, timeout_s)  # type: ignore[arg-type]
+        return await watcher.wait(request_id, timeout_s)  # type: ignore[arg-type]
     finally:
         if watcher is not None:
             await watcher.stop()

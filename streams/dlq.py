@@ -161,12 +161,9 @@ def _replayable(letter: Letter, prefix: str) -> Optional[str]:
 
 
 async def _publish(settings: Settings, letters: list[Letter]) -> None:
-    from aiokafka import AIOKafkaProducer
+    from streams.client import new_producer
 
-    from streams.faust_app import kafka_client_options
-
-    producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(settings), acks="all", enable_idempotence=False,
-                                **kafka_client_options(settings))
+    producer = new_producer(_bootstrap(settings), settings)
     await producer.start()
     try:
         for letter in letters:
