@@ -121,7 +121,7 @@ class Settings:
     kafka_ssl_certfile: Optional[str] = None
     kafka_ssl_keyfile: Optional[str] = None
     # issue 5: the generator as a GPU consumer group (micro-batching, memory options, S3 image store).
-    batch_wait_ms: int = 50  # how long the generator gathers compatible jobs before one pipeline call
+    batch_wait_ms: int = 0  # extra wait for compatible jobs when a batch is not full (0: batch what has queued)
     max_batch: int = 8  # images per pipeline call
     attention_slicing: bool = False
     cpu_offload: bool = False  # diffusers model CPU offload (needs accelerate and a CUDA device)
@@ -228,7 +228,7 @@ class Settings:
             kafka_ssl_certfile=_str(env, "GAPSTREAM_KAFKA_SSL_CERTFILE"),
             kafka_ssl_keyfile=_str(env, "GAPSTREAM_KAFKA_SSL_KEYFILE"),
             # issue 5
-            batch_wait_ms=_int(env, "GAPSTREAM_BATCH_WAIT_MS", 50, 0, 60_000),
+            batch_wait_ms=_int(env, "GAPSTREAM_BATCH_WAIT_MS", 0, 0, 60_000),
             max_batch=_int(env, "GAPSTREAM_MAX_BATCH", 8, 1, 256),
             attention_slicing=_bool(env, "GAPSTREAM_ATTENTION_SLICING", False),
             cpu_offload=_bool(env, "GAPSTREAM_CPU_OFFLOAD", False),

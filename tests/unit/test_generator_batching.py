@@ -3,6 +3,7 @@ per request, bad messages dead-lettered without failing their batch neighbours, 
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import numpy as np
@@ -16,7 +17,7 @@ from infra.image_store import FilesystemImageStore
 from infra.settings import Settings
 from schemas.records import EnrichedPromptRecord, GenerationParams, ImageRequest
 from schemas.topics import DEAD_LETTERS, ENRICHED_PROMPTS, IMAGES, RESULTS
-from streams.generator_worker import BatchingGenerator, build_generator
+from streams.generator_worker import BatchQueue, BatchingGenerator, build_generator
 from streams.stages import Delivery, StageProcessor
 from tests.unit.test_diffusion import BATCH_TOLERANCE, SpyPipeline
 from tests.unit.fakes import MemoryDedupe, Sent
@@ -180,3 +181,52 @@ async def test_same_seed_and_model_give_the_same_stored_image_across_workers(tmp
     meta = Image.open(io.BytesIO(first.store.get(a.images[0].uri))).text
     assert meta["seed"] == "1234" and meta["prompt"] == rec.prompt and meta["negative_prompt"] == "fog"
     assert meta["model"] == "gapstream/tiny-random-sd" and (meta["width"], meta["steps"]) == ("64", "4")
+
+
+# ---- BatchQueue: what the agent hands the model ---------------------------------------------------------------
+
+
+async def test_a_lone_job_on_an_idle_generator_is_batched_at_once():
+    waiting = BatchQueue(max_batch=8)
+    await waiting.put("a")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await waiting.next_batch() == ["a"]
+    assert loop.time() - started < 0.05  # no gathering window by default
+
+
+async def test_jobs_that_queued_while_the_model_was_busy_make_one_batch_capped_at_max_batch():
+    waiting = BatchQueue(max_batch=3)
+    reader = asyncio.create_task(_put_all(waiting, ["a", "b", "c", "d", "e"]))
+    await asyncio.sleep(0.05)  # the model is "busy": the reader fills the queue and then waits on its bound
+    assert not reader.done()
+    assert await waiting.next_batch() == ["a", "b", "c"]
+    assert await waiting.next_batch() == ["d", "e"]
+    await reader
+
+
+async def test_a_gathering_window_waits_for_late_jobs_and_no_job_is_lost():
+    waiting = BatchQueue(max_batch=4, gather_s=0.3)
+    await waiting.put("a")
+
+    async def late() -> None:
+        await asyncio.sleep(0.05)
+        await waiting.put("b")
+
+    task = asyncio.create_task(late())
+    assert await waiting.next_batch() == ["a", "b"]  # the window ran out: a short batch, not a lost job
+    await task
+    await waiting.put("c")
+    assert await waiting.next_batch() == ["c"]
+
+
+def test_batch_queue_rejects_nonsense_sizes():
+    with pytest.raises(ValueError, match="max_batch"):
+        BatchQueue(max_batch=0)
+    with pytest.raises(ValueError, match="gather_s"):
+        BatchQueue(max_batch=1, gather_s=-1)
+
+
+async def _put_all(waiting: BatchQueue, items: list[str]) -> None:
+    for item in items:
+        await waiting.put(item)

@@ -19,7 +19,7 @@ def test_generator_settings_parse_and_reject_bad_values(tmp_path):
         120, 4, True, False)
     assert settings.s3_endpoint_url == "http://127.0.0.1:9000"
     defaults = Settings.from_env({"GAPSTREAM_HOME": str(tmp_path)})
-    assert (defaults.batch_wait_ms, defaults.max_batch, defaults.s3_endpoint_url) == (50, 8, None)
+    assert (defaults.batch_wait_ms, defaults.max_batch, defaults.s3_endpoint_url) == (0, 8, None)
     for name, value in (("GAPSTREAM_MAX_BATCH", "0"), ("GAPSTREAM_BATCH_WAIT_MS", "soon"),
                         ("GAPSTREAM_CPU_OFFLOAD", "maybe")):
         with pytest.raises(SettingsError, match=name):
