@@ -130,7 +130,7 @@ def make_app(settings: Settings, stage: str, bootstrap: str) -> GapstreamApp:
         broker_session_timeout=session,
         broker_rebalance_timeout=session,
         broker_heartbeat_interval=max(0.5, session / 4),
-        broker_commit_every=1,
+        broker_commit_every=settings.commit_every,
         broker_commit_interval=0.5,
         # A generator batch on CPU can take a while; the poll interval must outlast it.
         broker_max_poll_interval=600.0,

@@ -32,7 +32,7 @@ def env(broker, redis_url, tmp_path):
 
 def test_bench_pipeline_json(env):
     llm_s, image_s = 0.02, 0.01
-    f = _bench(["pipeline", "--requests", "12", "--in-flight", "6", "--latency-requests", "3",
+    f = _bench(["pipeline", "--requests", "12", "--raw-requests", "12", "--in-flight", "6", "--latency-requests", "3",
                 "--realistic-requests", "6", "--sequential-requests", "2",
                 "--llm-s", str(llm_s), "--search-s", "0.01", "--image-s", str(image_s)], env)
     for key in ("requests_per_s_raw", "requests_per_s_instant", "requests_per_s_pipeline_realistic",
