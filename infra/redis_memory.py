@@ -24,6 +24,7 @@ from typing import Any, Optional, Sequence
 import redis.asyncio as aioredis
 from pydantic import TypeAdapter, ValidationError
 
+from infra.redis_batch import CoalescedCommands
 from schemas.records import REQUEST_ID_PATTERN, USER_ID_PATTERN, MemoryItem
 
 _USER_ID = re.compile(USER_ID_PATTERN)
@@ -280,6 +281,8 @@ class RedisDedupe:
         self.redis = client
         self.prefix = prefix
         self._owns_client = owns_client
+        # Every stage checks and marks a key per message: those go out together (infra.redis_batch).
+        self._commands = CoalescedCommands(client)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "gapstream:") -> "RedisDedupe":
@@ -297,10 +300,10 @@ class RedisDedupe:
         return ttl_s
 
     async def seen(self, key: str) -> bool:
-        return bool(await self.redis.exists(self.key(key)))
+        return bool(await self._commands.call("exists", self.key(key)))
 
     async def mark(self, key: str, ttl_s: int) -> None:
-        await self.redis.set(self.key(key), b"1", ex=self._ttl(ttl_s))
+        await self._commands.call("set", self.key(key), b"1", ex=self._ttl(ttl_s))
 
     async def claim(self, key: str, ttl_s: int) -> bool:
         """True for exactly one caller until the key expires or is released (SET NX EX)."""

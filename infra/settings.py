@@ -136,6 +136,7 @@ class Settings:
     lag_interval_s: float = 5.0  # 0: no lag sampling
     # Simulated backends for benchmarks (issue 9): seconds a sleeping backend takes; None = the real backend.
     simulated_seconds_per_image: Optional[float] = None
+    simulated_seconds_per_batched_image: Optional[float] = None  # None: as simulated_seconds_per_image
     simulated_search_s: Optional[float] = None
     simulated_llm_s: Optional[float] = None
 
@@ -244,6 +245,8 @@ class Settings:
             lag_interval_s=_float(env, "GAPSTREAM_LAG_INTERVAL_S", 5.0, 0.0, 3600.0),
             # issue 9: simulated backends
             simulated_seconds_per_image=_float(env, "GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE", None, 0.0, 3600.0),
+            simulated_seconds_per_batched_image=_float(env, "GAPSTREAM_SIMULATED_SECONDS_PER_BATCHED_IMAGE", None,
+                                                       0.0, 3600.0),
             simulated_search_s=_float(env, "GAPSTREAM_SIMULATED_SEARCH_S", None, 0.0, 3600.0),
             simulated_llm_s=_float(env, "GAPSTREAM_SIMULATED_LLM_S", None, 0.0, 3600.0),
         )

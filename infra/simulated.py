@@ -1,7 +1,8 @@
 """Simulated backends for benchmarks: they cost what a real one costs in wall time (a sleep) and nothing else.
 
-- `SimulatedTextToImage`: a no-op generator that sleeps `seconds_per_image` per image (0: instant) and returns 1×1
-  images, so the rest of the stage (PNG encoding, the image store, the critic reading it back) still runs for real.
+- `SimulatedTextToImage`: a no-op generator that sleeps like a GPU (0: instant) and returns 1×1 images: one call
+  costs `seconds_per_image` for its first image and `seconds_per_batched_image` for each further one (default: the
+  same, i.e. no batching gain; a real GPU renders a batch in less than the sum of its images), so the rest of the stage (PNG encoding, the image store, the critic reading it back) still runs for real.
   Used by `gapstream bench scaleout` through `GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE`, which makes any
   `gapstream worker --stages generator` use it: on a 2-CPU machine a sleep is the only way to measure how a GPU
   group scales without the workers competing for the same cores.
@@ -30,10 +31,15 @@ class SimulatedTextToImage:
 
     model_name = f"{SIMULATED}-generator"
 
-    def __init__(self, seconds_per_image: float = 0.0, defaults: GenerationDefaults | None = None) -> None:
+    def __init__(self, seconds_per_image: float = 0.0, defaults: GenerationDefaults | None = None,
+                 seconds_per_batched_image: float | None = None) -> None:
         if seconds_per_image < 0:
             raise ValueError(f"seconds_per_image must be >= 0, got {seconds_per_image}")
+        if seconds_per_batched_image is not None and seconds_per_batched_image < 0:
+            raise ValueError(f"seconds_per_batched_image must be >= 0, got {seconds_per_batched_image}")
         self.seconds_per_image = seconds_per_image
+        self.seconds_per_batched_image = (seconds_per_image if seconds_per_batched_image is None
+                                          else seconds_per_batched_image)
         self.defaults = defaults or GenerationDefaults(width=64, height=64, steps=4, guidance=7.5, max_side=2048)
         self.images_made = 0
 
@@ -41,13 +47,14 @@ class SimulatedTextToImage:
         from PIL import Image
 
         # Blocking on purpose: callers run `generate` off the event loop, exactly as with a real pipeline.
-        if self.seconds_per_image:
-            time.sleep(self.seconds_per_image * len(jobs))
+        if jobs and (self.seconds_per_image or self.seconds_per_batched_image):
+            time.sleep(self.seconds_per_image + self.seconds_per_batched_image * (len(jobs) - 1))
         self.images_made += len(jobs)
         return [Image.new("RGB", (1, 1), (128, 128, 128)) for _ in jobs]
 
     def __repr__(self) -> str:
-        return f"SimulatedTextToImage(seconds_per_image={self.seconds_per_image})"
+        return (f"SimulatedTextToImage(seconds_per_image={self.seconds_per_image}, "
+                f"seconds_per_batched_image={self.seconds_per_batched_image})")
 
 
 class SimulatedSearch:

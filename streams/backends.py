@@ -73,7 +73,8 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
     if "generator" in stages and settings.simulated_seconds_per_image is not None:  # issue 9: benchmarks
         from infra.simulated import SimulatedTextToImage
 
-        text_to_image = SimulatedTextToImage(settings.simulated_seconds_per_image)
+        text_to_image = SimulatedTextToImage(settings.simulated_seconds_per_image,
+                                             seconds_per_batched_image=settings.simulated_seconds_per_batched_image)
     elif "generator" in stages:
         from infra.diffusion import load_text_to_image
 

@@ -34,7 +34,8 @@ def test_bench_pipeline_json(env):
     llm_s, image_s = 0.02, 0.01
     f = _bench(["pipeline", "--requests", "12", "--raw-requests", "12", "--in-flight", "6", "--latency-requests", "3",
                 "--realistic-requests", "6", "--sequential-requests", "2",
-                "--llm-s", str(llm_s), "--search-s", "0.01", "--image-s", str(image_s)], env)
+                "--llm-s", str(llm_s), "--search-s", "0.01", "--image-s", str(image_s),
+                "--image-batch-s", "0.004"], env)
     for key in ("requests_per_s_raw", "requests_per_s_instant", "requests_per_s_pipeline_realistic",
                 "requests_per_s_sequential", "pipeline_over_raw_ratio", "pipeline_over_sequential_ratio"):
         assert f[key] > 0, key
@@ -54,7 +55,12 @@ def test_bench_pipeline_json(env):
     # The simulated latencies are really paid: each sequential request makes 3 model calls (plan, enrich,
     # critique) and renders 1 image one after another, so it cannot be faster than their sum.
     assert f["seconds_per_request_sequential"] >= 3 * llm_s + image_s
-    assert f["simulated_latency_s"] == {"llm_call": llm_s, "search": 0.01, "image": image_s}
+    assert f["simulated_latency_s"] == {"llm_call": llm_s, "search": 0.01, "image": image_s,
+                                        "further_image_in_batch": 0.004}
+    # With a batching gain configured, the same run without it is reported beside it.
+    assert f["requests_per_s_pipeline_realistic_no_batch_gain"] > 0
+    assert f["pipeline_over_sequential_ratio_no_batch_gain"] == pytest.approx(
+        f["requests_per_s_pipeline_realistic_no_batch_gain"] / f["requests_per_s_sequential"], abs=0.01)
     assert f["record_bytes"] > 500 and f["machine"]["cpus"] >= 1
 
 

@@ -24,6 +24,17 @@ def test_generator_sleeps_per_image_and_returns_one_pixel_images():
     assert model.images_made == 3 and "simulated" in model.model_name
 
 
+def test_a_batched_call_costs_its_first_image_plus_the_further_ones():
+    model = SimulatedTextToImage(seconds_per_image=0.05, seconds_per_batched_image=0.01)
+    started = time.perf_counter()
+    assert len(model.generate([_job(i) for i in range(4)])) == 4
+    elapsed = time.perf_counter() - started
+    assert elapsed >= 0.05 + 3 * 0.01
+    assert elapsed < 4 * 0.05  # cheaper than four calls of one: the batching gain the model stands for
+    with pytest.raises(ValueError, match="seconds_per_batched_image"):
+        SimulatedTextToImage(0.1, seconds_per_batched_image=-1)
+
+
 def test_search_waits_and_finds_nothing():
     search = SimulatedSearch(latency_s=0.01)
     assert isinstance(search, SearchBackend)
@@ -51,5 +62,9 @@ def test_settings_switch_simulated_backends_on(tmp_path):
     on = Settings.from_env({"GAPSTREAM_HOME": str(tmp_path), "GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE": "0.2",
                             "GAPSTREAM_SIMULATED_SEARCH_S": "0", "GAPSTREAM_SIMULATED_LLM_S": "0.3"})
     assert (on.simulated_seconds_per_image, on.simulated_search_s, on.simulated_llm_s) == (0.2, 0.0, 0.3)
+    assert on.simulated_seconds_per_batched_image is None  # unset: each image costs the same
+    batched = Settings.from_env({"GAPSTREAM_HOME": str(tmp_path), "GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE": "0.2",
+                                 "GAPSTREAM_SIMULATED_SECONDS_PER_BATCHED_IMAGE": "0.05"})
+    assert batched.simulated_seconds_per_batched_image == 0.05
     with pytest.raises(SettingsError, match="GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE"):
         Settings.from_env({"GAPSTREAM_HOME": str(tmp_path), "GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE": "fast"})
