@@ -345,9 +345,9 @@ def render(f: dict) -> str:
 @click.option("--search-s", type=click.FloatRange(0), default=0.2, show_default=True, help="Seconds per search.")
 @click.option("--image-s", type=click.FloatRange(0), default=0.15, show_default=True,
               help="Seconds for an image alone (or the first of a batch).")
-@click.option("--image-batch-s", type=click.FloatRange(0), default=0.04, show_default=True,
-              help="Seconds each further image of one batched call adds (0.04: the gain micro-batching measured "
-                   "in `gapstream bench generator`, 2.7x at 8; set it to --image-s for no gain).")
+@click.option("--image-batch-s", type=click.FloatRange(0), default=0.075, show_default=True,
+              help="Seconds each further image of one batched call adds (0.075: a batch of 8 renders 1.8x faster than "
+                   "one at a time; `gapstream bench generator` measured 1.5-2.7x; --image-s: no gain).")
 @click.option("--latency-requests", "probe_n", type=click.IntRange(1), default=100, show_default=True,
               help="Requests sent one at a time to measure added latency without queueing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object of figures on stdout.")
