@@ -2,7 +2,8 @@
 
 - `SimulatedTextToImage`: a no-op generator that sleeps like a GPU (0: instant) and returns 1×1 images: one call
   costs `seconds_per_image` for its first image and `seconds_per_batched_image` for each further one (default: the
-  same, i.e. no batching gain; a real GPU renders a batch in less than the sum of its images), so the rest of the stage (PNG encoding, the image store, the critic reading it back) still runs for real.
+  same, i.e. no batching gain; a real GPU renders a batch in less than the sum of its images), so the rest of the
+  stage (PNG encoding, the image store, the critic reading it back) still runs for real.
   Used by `gapstream bench scaleout` through `GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE`, which makes any
   `gapstream worker --stages generator` use it: on a 2-CPU machine a sleep is the only way to measure how a GPU
   group scales without the workers competing for the same cores.

@@ -333,7 +333,7 @@ def render(f: dict) -> str:
 
 @click.command()
 @click.option("--requests", "n", type=click.IntRange(1), default=300, show_default=True,
-              help="Requests for the raw chain and the instant pipeline.")
+              help="Requests for the instant pipeline.")
 @click.option("--raw-requests", "raw_n", type=click.IntRange(1), default=2000, show_default=True,
               help="Requests for the raw chain (it is ~20x faster: enough to run for seconds, not a burst).")
 @click.option("--in-flight", type=click.IntRange(1), default=50, show_default=True)
@@ -353,7 +353,8 @@ def render(f: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object of figures on stdout.")
 @click.pass_obj
 def command(settings: Settings, n: int, raw_n: int, in_flight: int, realistic_requests: int,
-            sequential_requests: int, llm_s: float, search_s: float, image_s: float, image_batch_s: float, probe_n: int, as_json: bool) -> None:
+            sequential_requests: int, llm_s: float, search_s: float, image_s: float, image_batch_s: float,
+            probe_n: int, as_json: bool) -> None:
     """Raw 6-hop chain vs the pipeline (instant backends) vs a sequential agent script (realistic latencies)."""
     if settings is None:
         settings = Settings.from_env()

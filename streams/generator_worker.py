@@ -2,8 +2,9 @@
 
 The generator agent takes whatever enriched-prompts messages have queued while the model was busy, up to
 `GAPSTREAM_MAX_BATCH` (optionally waiting `GAPSTREAM_BATCH_WAIT_MS` for more), groups the records whose jobs share
-a batch key (size, steps, guidance; one model per worker) into calls of at most `GAPSTREAM_MAX_BATCH` images, keeping the drafts of a request together, and renders
-each group with one pipeline call off the event loop. Each request then gets its own images message.
+a batch key (size, steps, guidance; one model per worker) into calls of at most `GAPSTREAM_MAX_BATCH` images,
+keeping the drafts of a request together, and renders each group with one pipeline call off the event loop. Each
+request then gets its own images message.
 
 Delivery: the agent acks the messages of a batch only after this code has handled all of them (sent the images
 messages and marked them done), and Faust commits only acked offsets. A worker killed mid-batch therefore leaves
