@@ -127,7 +127,6 @@ class StageCpu:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
-        self.requests = 0  # how many requests `seconds` covers
 
     def __enter__(self) -> "StageCpu":
         from streams.stages import StageProcessor

@@ -98,7 +98,7 @@ def _transport_class(fetch_max_wait_ms: int) -> type:
 
 
 class GapstreamApp(faust.App):
-    fetch_max_wait_ms: int = 50
+    fetch_max_wait_ms: int = Settings.fetch_max_wait_ms  # make_app sets the configured one
 
     def _new_transport(self):  # type: ignore[no-untyped-def]
         return _transport_class(self.fetch_max_wait_ms)(self.conf.broker_consumer, self)
