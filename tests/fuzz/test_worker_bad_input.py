@@ -4,26 +4,19 @@ its reason, a `failed` result where the message names a request, and the worker 
 import asyncio
 import base64
 import time
-import uuid
 
 import pytest
 
-from infra.settings import Settings
 from schemas.records import ImageRequest
 from streams.client import publish_request
 from tests.fuzz.bad_inputs import BAD_REQUESTS, with_ids
-from tests.integration.kafka_tools import produce_raw, read_topic, running_pipeline
+from tests.integration.kafka_tools import isolated_settings, produce_raw, read_topic, running_pipeline
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.integration]
 
 
 async def test_bad_messages_become_dead_letters_and_the_worker_stays_up(broker, redis_url, tmp_path, unique):
-    settings = Settings.from_env({
-        "GAPSTREAM_HOME": str(tmp_path),
-        "GAPSTREAM_TOPIC_PREFIX": f"fz{unique}.",
-        "GAPSTREAM_APP_ID": f"fz-{unique}",
-        "GAPSTREAM_BROKER_SESSION_TIMEOUT": "4",
-    })
+    settings = isolated_settings(tmp_path, "fz")
     sent = {}
     async with running_pipeline(settings, broker.bootstrap, redis_url) as (watcher, producer):
         for name, raw, routable in BAD_REQUESTS:

@@ -2,8 +2,23 @@
 
 import contextlib
 import json
+import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from infra.settings import Settings
+
+
+def isolated_settings(home, tag: str, **env: str) -> Settings:
+    """Settings of one test's own: its home, topics and consumer groups (`tag` names them), quick group joins."""
+    run = f"{tag}{uuid.uuid4().hex[:8]}"
+    return Settings.from_env({
+        "GAPSTREAM_HOME": str(home),
+        "GAPSTREAM_TOPIC_PREFIX": f"{run}.",
+        "GAPSTREAM_APP_ID": run,
+        "GAPSTREAM_BROKER_SESSION_TIMEOUT": "4",
+        **env,
+    })
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[dict]:

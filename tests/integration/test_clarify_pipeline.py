@@ -10,10 +10,9 @@ import pytest_asyncio
 
 from agents.memory import items_from_user_text
 from infra.redis_memory import RedisMemoryStore
-from infra.settings import Settings
 from schemas.records import AnswerRecord, ImageRequest
 from streams.client import publish_request
-from tests.integration.kafka_tools import read_topic, running_pipeline
+from tests.integration.kafka_tools import isolated_settings, read_topic, running_pipeline
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 TIMEOUT_S = 15
@@ -21,14 +20,9 @@ TIMEOUT_S = 15
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def pipeline(broker, redis_url, tmp_path_factory):
-    settings = Settings.from_env({
-        "GAPSTREAM_HOME": str(tmp_path_factory.mktemp("home")),
-        "GAPSTREAM_TOPIC_PREFIX": f"cl{uuid.uuid4().hex[:8]}.",
-        "GAPSTREAM_APP_ID": f"cl-{uuid.uuid4().hex[:8]}",
-        "GAPSTREAM_BROKER_SESSION_TIMEOUT": "4",
-        "GAPSTREAM_CLARIFICATION_TIMEOUT_S": str(TIMEOUT_S),
-        "GAPSTREAM_CLARIFICATION_SWEEP_S": "0.2",
-    })
+    settings = isolated_settings(tmp_path_factory.mktemp("home"), "cl",
+                                 GAPSTREAM_CLARIFICATION_TIMEOUT_S=str(TIMEOUT_S),
+                                 GAPSTREAM_CLARIFICATION_SWEEP_S="0.2")
     async with running_pipeline(settings, broker.bootstrap, redis_url) as (watcher, producer):
         yield settings, watcher, producer
 

@@ -15,24 +15,13 @@ import pytest
 
 from agents.memory import items_from_user_text
 from infra.redis_memory import RedisMemoryStore
-from infra.settings import Settings
 from schemas.records import ImageRequest
-from streams.backends import STAGES
 from streams.client import publish_request
 from streams.local import free_port
 from tests.chaos.servers import RestartableRedis
 from tests.fakes.openai_server import FakeOpenAI
-from tests.integration.kafka_tools import running_pipeline
+from tests.integration.kafka_tools import isolated_settings, running_pipeline
 
-
-def _settings(tmp_path, unique, **env):
-    return Settings.from_env({
-        "GAPSTREAM_HOME": str(tmp_path),
-        "GAPSTREAM_TOPIC_PREFIX": f"dg{unique}.",
-        "GAPSTREAM_APP_ID": f"dg-{unique}",
-        "GAPSTREAM_BROKER_SESSION_TIMEOUT": "4",
-        **env,
-    })
 
 
 async def test_redis_outage_degrades_planning_and_the_worker_recovers_by_itself(broker, tmp_path, unique):
@@ -41,7 +30,7 @@ async def test_redis_outage_degrades_planning_and_the_worker_recovers_by_itself(
     memory = RedisMemoryStore.from_url(store_server.url)
     await memory.add(user, items_from_user_text("I like watercolor"))
     await memory.aclose()
-    settings = _settings(tmp_path, unique)
+    settings = isolated_settings(tmp_path, "dg")
     try:
         async with running_pipeline(settings, broker.bootstrap, store_server.url) as (watcher, producer):
             store_server.stop()
@@ -82,7 +71,7 @@ async def test_password_redis_works_and_secrets_and_prompts_stay_out_of_info_log
 
         async with FakeOpenAI(require_api_key=api_key) as llm:
             llm.default = {"gaps": [], "checklist": []}
-            settings = _settings(tmp_path, unique, OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY=api_key,
+            settings = isolated_settings(tmp_path, "dg", OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY=api_key,
                                  GAPSTREAM_LLM_MODEL="fake-llm", GAPSTREAM_LLM_RETRIES="0")
             async with running_pipeline(settings, broker.bootstrap, server.url) as (watcher, producer):
                 request = ImageRequest(request_id=f"pw-{unique}", user_id=f"u-{unique}", prompt=prompt,

@@ -11,27 +11,18 @@ from PIL import Image
 
 from agents.memory import items_from_user_text
 from infra.redis_memory import RedisMemoryStore
-from infra.settings import Settings
 from schemas.records import ImageRequest
 from streams.backends import STAGES
 from streams.client import publish_request
-from tests.integration.kafka_tools import produce_raw, read_topic, running_pipeline
+from tests.integration.kafka_tools import isolated_settings, produce_raw, read_topic, running_pipeline
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def pipeline(broker, redis_url, tmp_path_factory, example_corpus):
-    import uuid
-
     home = tmp_path_factory.mktemp("home")
-    settings = Settings.from_env({
-        "GAPSTREAM_HOME": str(home),
-        "GAPSTREAM_TOPIC_PREFIX": f"it{uuid.uuid4().hex[:8]}.",
-        "GAPSTREAM_APP_ID": f"it-{uuid.uuid4().hex[:8]}",
-        "GAPSTREAM_CORPUS_DIR": str(example_corpus),
-        "GAPSTREAM_BROKER_SESSION_TIMEOUT": "4",
-    })
+    settings = isolated_settings(home, "it", GAPSTREAM_CORPUS_DIR=str(example_corpus))
     async with running_pipeline(settings, broker.bootstrap, redis_url) as (watcher, producer):
         yield settings, watcher, producer
 

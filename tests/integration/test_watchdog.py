@@ -6,26 +6,19 @@ import time
 
 import pytest
 
-from infra.settings import Settings
 from schemas.records import ImageRequest
 from streams.client import submit_and_wait
 from streams.pipeline import Worker
-from tests.integration.kafka_tools import read_topic
+from tests.integration.kafka_tools import isolated_settings, read_topic
 
 pytestmark = pytest.mark.asyncio
 
 
-def _settings(tmp_path, unique, **env):
-    return Settings.from_env({
-        "GAPSTREAM_HOME": str(tmp_path),
-        "GAPSTREAM_TOPIC_PREFIX": f"wd{unique}.",
-        "GAPSTREAM_APP_ID": f"wd-{unique}",
-        "GAPSTREAM_BROKER_SESSION_TIMEOUT": "4",
-        # Long enough that no working stage of a heavily loaded test machine misses it, short enough for a test.
-        "GAPSTREAM_REQUEST_DEADLINE_S": "15",
-        "GAPSTREAM_WATCHDOG_INTERVAL_S": "0.3",
-        **env,
-    })
+def _settings(tmp_path, **env):
+    # The deadline: long enough that no working stage of a heavily loaded test machine misses it, short enough
+    # for a test.
+    return isolated_settings(tmp_path, "wd", **{"GAPSTREAM_REQUEST_DEADLINE_S": "15",
+                                                "GAPSTREAM_WATCHDOG_INTERVAL_S": "0.3", **env})
 
 
 async def _results_for(bootstrap, topic, request_id):
@@ -34,7 +27,7 @@ async def _results_for(bootstrap, topic, request_id):
 
 async def test_a_stuck_stage_gets_a_failed_result_naming_it_and_no_second_result_later(
         broker, redis_url, tmp_path, unique):
-    settings = _settings(tmp_path, unique)
+    settings = _settings(tmp_path)
     no_generator = ("planner", "searcher", "enricher", "critic", "publisher", "watchdog")
     request = ImageRequest(request_id=f"stuck-{unique}", user_id=f"u-{unique}", prompt="a red kite", max_rounds=1)
     async with Worker(settings, broker.bootstrap, redis_url, no_generator) as worker:
@@ -59,7 +52,7 @@ async def test_a_stuck_stage_gets_a_failed_result_naming_it_and_no_second_result
 async def test_a_moving_request_is_not_failed(broker, redis_url, tmp_path, unique):
     from streams.backends import STAGES
 
-    settings = _settings(tmp_path, unique, GAPSTREAM_REQUEST_DEADLINE_S="300")
+    settings = _settings(tmp_path, GAPSTREAM_REQUEST_DEADLINE_S="300")
     request = ImageRequest(request_id=f"ok-{unique}", user_id=f"u-{unique}", prompt="a blue kite")
     async with Worker(settings, broker.bootstrap, redis_url, (*STAGES, "watchdog")) as worker:
         await worker.wait_assigned(60)
