@@ -105,17 +105,17 @@ class ProgressWatcher:
         from streams.faust_app import kafka_client_options
 
         self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                          fetch_max_wait_ms=settings.fetch_max_wait_ms, auto_offset_reset="latest",
+                                          fetch_max_wait_ms=settings.fetch_wait_ms, auto_offset_reset="latest",
                                           **kafka_client_options(settings))
         self._task: Optional[asyncio.Task] = None
 
     async def start(self) -> "ProgressWatcher":
         """Position at the current ends before the request is published, so every stage's output is seen."""
+        from streams.broker import partitions_of
+
         await self._consumer.start()
-        await self._consumer.topics()
         assigned = []
-        for topic in self.suffix_of:
-            partitions = sorted(self._consumer.partitions_for_topic(topic) or ())
+        for topic, partitions in (await partitions_of(self._consumer, self.suffix_of)).items():
             if partitions:
                 assigned.append(TopicPartition(topic, partitions[partition_for(self.key, len(partitions))]))
         self._consumer.assign(assigned)
