@@ -110,13 +110,14 @@ async def test_a_broker_sigkilled_mid_run_loses_nothing(faulty_kafka, redis_url,
     async with Run(faulty_kafka, redis_url, tmp_path, f"bk{unique}") as run:
         await run.until(30)
         killed_at = time.monotonic()
-        faulty_kafka.kill_node(2)
+        await asyncio.to_thread(faulty_kafka.kill_node, 2)
         run.note("broker 2 SIGKILLed")
         await run.until(150)  # two in-sync replicas are left: the pipeline goes on without the third
         run.note("broker 2 restarting")
         restarted = time.monotonic()
-        faulty_kafka.start_node(2)
-        in_sync_s = faulty_kafka.wait_in_sync([run.settings.topic(t) for t in ("requests", "results", "images")])
+        await asyncio.to_thread(faulty_kafka.start_node, 2)  # off the loop: results keep being read meanwhile
+        in_sync_s = await asyncio.to_thread(faulty_kafka.wait_in_sync,
+                                            [run.settings.topic(t) for t in ("requests", "results", "images")])
         run.note(f"broker 2 back in sync after {in_sync_s:.1f} s")
         await run.finish(capsys, "broker-kill", stall_after_kill_s=round(run.watch.longest_stall_after(killed_at), 1),
                          restart_to_in_sync_s=round(time.monotonic() - restarted, 1))
@@ -129,10 +130,11 @@ async def test_a_rolling_restart_of_all_brokers_loses_nothing(faulty_kafka, redi
         first = time.monotonic()
         topics = [run.settings.topic(t) for t in ("requests", "results", "images")]
         for node in (1, 2, 3):
-            faulty_kafka.stop_node(node)  # SIGTERM: a controlled shutdown hands its leaderships over
+            # SIGTERM: a controlled shutdown hands its leaderships over. Off the loop, so results keep being read.
+            await asyncio.to_thread(faulty_kafka.stop_node, node)
             run.note(f"broker {node} stopped")
-            faulty_kafka.start_node(node)
-            faulty_kafka.wait_in_sync(topics)
+            await asyncio.to_thread(faulty_kafka.start_node, node)
+            await asyncio.to_thread(faulty_kafka.wait_in_sync, topics)
             run.note(f"broker {node} back in sync")
         await run.finish(capsys, "rolling-restart", longest_stall_s=round(run.watch.longest_stall_after(first), 1),
                          restarts_s=round(time.monotonic() - first, 1))
