@@ -49,6 +49,8 @@ class Run:
         self.watch = Results(cluster.bootstrap, self.settings, f"{tag}-r")
         self.tag = tag
         self.started = 0.0
+        self.sent = 0
+        self.producer = None
         self.events: list[str] = []
 
     def note(self, event):
@@ -62,31 +64,35 @@ class Run:
         self.started = time.monotonic()
         self.workers.start("cpu", CPU_STAGES)
         self.workers.start("gpu", "generator")
-        producer = AIOKafkaProducer(bootstrap_servers=self.cluster.bootstrap, acks="all", enable_idempotence=True,
-                                    linger_ms=5)
-        await producer.start()
-        try:
-            for key, value in BAD.items():
-                await producer.send(self.settings.topic("requests"), key=key, value=value)
-            for i in range(REQUESTS):
-                request = {"request_id": f"{self.tag}-r{i}", "user_id": f"u{i % 5}-{self.tag}",
-                           "prompt": f"a lighthouse at dusk, number {i}", "max_rounds": 1}
-                await producer.send(self.settings.topic("requests"), key=request["request_id"].encode(),
-                                    value=json.dumps(request).encode())
-            await producer.flush()
-        finally:
-            await producer.stop()
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.cluster.bootstrap, acks="all",
+                                         enable_idempotence=True, linger_ms=5)
+        await self.producer.start()
+        for key, value in BAD.items():
+            await self.producer.send(self.settings.topic("requests"), key=key, value=value)
         await self.watch.start()
         return self
+
+    async def publish(self, n):
+        """The next `n` of the run's requests (a user's idempotent producer, as faults happen)."""
+        for i in range(self.sent, self.sent + n):
+            request = {"request_id": f"{self.tag}-r{i}", "user_id": f"u{i % 5}-{self.tag}",
+                       "prompt": f"a lighthouse at dusk, number {i}", "max_rounds": 1}
+            await self.producer.send(self.settings.topic("requests"), key=request["request_id"].encode(),
+                                     value=json.dumps(request).encode())
+        await self.producer.flush()
+        self.sent += n
 
     async def until(self, n, timeout_s=240):
         await wait_for(lambda: self.count() >= n, timeout_s, f"{n} results", self.workers.logs)
 
     async def __aexit__(self, *exc):
+        if self.producer is not None:
+            await self.producer.stop()
         self.workers.stop_all()
         await self.watch.stop()
 
     async def finish(self, capsys, name, **figures):
+        assert self.sent == REQUESTS
         await self.until(REQUESTS, 300)
         await wait_for(lambda: {d.get("key") for d in self.watch.dead} >= BAD_KEYS, 60, "dead letters",
                        self.workers.logs)
@@ -108,6 +114,7 @@ class Run:
 @pytest.mark.timeout(900)
 async def test_a_broker_sigkilled_mid_run_loses_nothing(faulty_kafka, redis_url, tmp_path, unique, capsys):
     async with Run(faulty_kafka, redis_url, tmp_path, f"bk{unique}") as run:
+        await run.publish(REQUESTS)
         await run.until(30)
         killed_at = time.monotonic()
         await asyncio.to_thread(faulty_kafka.kill_node, 2)
@@ -126,6 +133,7 @@ async def test_a_broker_sigkilled_mid_run_loses_nothing(faulty_kafka, redis_url,
 @pytest.mark.timeout(900)
 async def test_a_rolling_restart_of_all_brokers_loses_nothing(faulty_kafka, redis_url, tmp_path, unique, capsys):
     async with Run(faulty_kafka, redis_url, tmp_path, f"rr{unique}") as run:
+        await run.publish(REQUESTS // 4)
         await run.until(20)
         first = time.monotonic()
         topics = [run.settings.topic(t) for t in ("requests", "results", "images")]
@@ -133,6 +141,7 @@ async def test_a_rolling_restart_of_all_brokers_loses_nothing(faulty_kafka, redi
             # SIGTERM: a controlled shutdown hands its leaderships over. Off the loop, so results keep being read.
             await asyncio.to_thread(faulty_kafka.stop_node, node)
             run.note(f"broker {node} stopped")
+            await run.publish(REQUESTS // 4)  # load through every restart, not only the first
             await asyncio.to_thread(faulty_kafka.start_node, node)
             await asyncio.to_thread(faulty_kafka.wait_in_sync, topics)
             run.note(f"broker {node} back in sync")
@@ -144,6 +153,7 @@ async def test_a_rolling_restart_of_all_brokers_loses_nothing(faulty_kafka, redi
 async def test_a_worker_kill_and_a_joining_and_leaving_worker_lose_nothing(faulty_kafka, redis_url, tmp_path,
                                                                            unique, capsys):
     async with Run(faulty_kafka, redis_url, tmp_path, f"wk{unique}") as run:
+        await run.publish(REQUESTS)
         await run.until(40)
         killed_at = time.monotonic()
         run.workers.kill("cpu")
