@@ -324,6 +324,9 @@ cli.add_command(dlq)
 from streams.schemas_cli import schemas  # noqa: E402
 
 cli.add_command(schemas)
+from ui.command import ui_command  # noqa: E402  (imports nothing of the web stack until it runs)
+
+cli.add_command(ui_command)
 
 
 def _print_result(result: ResultRecord, as_json: bool) -> None:
