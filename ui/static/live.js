@@ -60,11 +60,11 @@
     var d = JSON.parse(ev.data);
     source.close();
     var words = {completed: "Done!", needs_clarification: "A question for you", failed: "Failed", expired: "Expired"};
-    status.textContent = (words[d.status] || d.status) + (d.text ? " — " + d.text : "") + " Opening the result…";
+    status.textContent = (words[d.status] || d.status) + (d.text ? " — " + d.text : "") + ". Opening the result…";
     status.className = "status done status-" + d.status;
     status.setAttribute("data-status", d.status);
     if (typeof d.url === "string" && d.url.indexOf("/u/") === 0) {
-      setTimeout(function () { window.location.href = d.url; }, 1500);
+      setTimeout(function () { window.location.href = d.url; }, 2000);  // time to read "Done"
     }
   });
   source.onerror = function () {
