@@ -100,7 +100,10 @@ def build_app(services: Any, *, token: Optional[str] = None, extra_hosts: tuple[
     """The ASGI app over `services` (a `ui.services.Services` or a fake with the same methods)."""
 
     async def submit_page(request: Request) -> Response:
-        user = request.query_params.get("user") or _principal(request).user_id or _remembered_user(request) or ""
+        principal = _principal(request)
+        # A user token submits only as its user; the operator (or a loopback page without a token) as anyone.
+        user = (request.query_params.get("user") or _remembered_user(request) or "") if principal.operator \
+            else principal.user_id or ""
         values = {"user_id": user, "parent_request_id": request.query_params.get("follow", ""), "drafts": "",
                   "max_rounds": ""}
         return _page(request, "submit.html", values=values, errors={})

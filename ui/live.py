@@ -95,6 +95,7 @@ class LiveHub:
         self.settings = settings
         self.image_url = image_url
         self.channels: dict[str, Channel] = {}
+        self._adding: set[asyncio.Task] = set()
 
     def get(self, request_id: str) -> Optional[Channel]:
         return self.channels.get(request_id)
@@ -111,7 +112,9 @@ class LiveHub:
                 line = describe(suffix, record)
                 event = {"stage": STAGE_OF.get(suffix, suffix), "text": line or "",
                          **details(suffix, record, self.image_url)}
-                loop.create_task(channel.add(event))
+                task = loop.create_task(channel.add(event))
+                self._adding.add(task)  # the loop holds tasks weakly: keep each until it has run
+                task.add_done_callback(self._adding.discard)
 
             watcher = ProgressWatcher(self.bootstrap, self.settings, request_id, lambda stage, text: None,
                                       on_record)
