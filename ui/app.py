@@ -164,7 +164,8 @@ def build_app(services: Any, *, token: Optional[str] = None, extra_hosts: tuple[
             if again is not None and again.user_id == user and (again.status != "needs_clarification"
                                                                  or not resuming):
                 result, finished = again, True
-        if channel is not None and finished and not any(e["stage"] == "result" for e in channel.events):
+        if channel is not None and finished and not any(e["stage"] == "result" and e.get("user") == user
+                                                        for e in channel.events):
             channel = None  # nothing more will come through it: the result alone tells the page where to go
         last = request.headers.get("last-event-id", "")
         after = int(last) if last.isdigit() else -1  # a reconnecting browser resumes after what it has
@@ -176,8 +177,8 @@ def build_app(services: Any, *, token: Optional[str] = None, extra_hosts: tuple[
                                                               "text": ""})}
                 return
             async for event in channel.follow(after):
-                if event is None:
-                    continue
+                if event is None or event.get("user") != user:
+                    continue  # keep-alives are sse-starlette's pings; another user's request shows nothing here
                 yield {"event": "result" if event["stage"] == "result" else "stage", "id": str(event["seq"]),
                        "data": json.dumps(event)}
 

@@ -52,8 +52,9 @@ def details(suffix: str, record: dict[str, Any], image_url: Callable[[str], str]
 class Channel:
     """Everything seen of one request so far, and a condition that wakes its readers."""
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, user_id: Optional[str] = None) -> None:
         self.request_id = request_id
+        self.user = user_id  # whose request: known at submit, else from the first record that names it
         self.events: list[dict[str, Any]] = []
         self.started = time.monotonic()
         self.changed = asyncio.Condition()
@@ -100,17 +101,21 @@ class LiveHub:
     def get(self, request_id: str) -> Optional[Channel]:
         return self.channels.get(request_id)
 
-    async def open(self, request_id: str) -> Channel:
+    async def open(self, request_id: str, user_id: Optional[str] = None) -> Channel:
         """A channel with a running watcher; call before publishing anything the stages will answer."""
         channel = self.channels.get(request_id)
         if channel is None or channel.done:
-            channel = self.channels[request_id] = Channel(request_id)
+            channel = self.channels[request_id] = Channel(request_id, user_id)
         if channel.watcher is None and sum(c.watcher is not None for c in self.channels.values()) < MAX_WATCHERS:
             loop = asyncio.get_running_loop()
 
             def on_record(suffix: str, record: dict[str, Any], channel: Channel = channel) -> None:
                 line = describe(suffix, record)
+                # `user` lets the event stream show a request's stages only under its own user's address.
+                # A dead letter names no user: it is the channel's request's, whose user the channel knows.
+                channel.user = channel.user or record.get("user_id")
                 event = {"stage": STAGE_OF.get(suffix, suffix), "text": line or "",
+                         "user": record.get("user_id") or channel.user,
                          **details(suffix, record, self.image_url)}
                 task = loop.create_task(channel.add(event))
                 self._adding.add(task)  # the loop holds tasks weakly: keep each until it has run
@@ -137,7 +142,8 @@ class LiveHub:
         # The watcher's last read (the final critique) goes in before the result, in the order the stages wrote.
         await self._stop(channel)
         await asyncio.sleep(0)
-        await channel.add({"stage": "result", "status": result.status, "url": url, "text": _result_line(result)},
+        await channel.add({"stage": "result", "status": result.status, "url": url, "text": _result_line(result),
+                           "user": result.user_id},
                           done=True)
 
     async def _stop(self, channel: Channel) -> None:

@@ -102,7 +102,7 @@ class Services:
     async def submit(self, request: ImageRequest) -> None:
         from streams.client import publish_request
 
-        await self.live.open(request.request_id)  # watching before publishing: no stage is missed
+        await self.live.open(request.request_id, request.user_id)  # watching before publishing: no stage is missed
         await publish_request(self.producer, self.settings, request)
 
     async def question(self, request_id: str) -> Optional[tuple[str, str]]:
@@ -119,7 +119,7 @@ class Services:
             raise Refused("this request belongs to another user")
         if seen[0] != "waiting":
             raise Refused(f"this question was already {seen[0]}")
-        await self.live.open(answer.request_id)
+        await self.live.open(answer.request_id, answer.user_id)
         await self.producer.send_and_wait(ANSWERS.name(self.settings.topic_prefix),
                                           key=answer.request_id.encode(), value=answer.model_dump_json().encode())
 

@@ -158,6 +158,24 @@ def test_events_of_a_finished_request_say_where_its_result_is(client, services):
     assert "event: result" in body and '"url": "/u/alice/r/req1"' in body
 
 
+async def _filled_channel(services, user):
+    channel = await services.follow("req7")
+    await channel.add({"stage": "enricher", "text": "alice's private prompt", "user": user})
+    await channel.add({"stage": "result", "status": "completed", "url": "/u/alice/r/req7", "user": user}, done=True)
+
+
+def test_live_stages_of_a_request_reach_only_its_users_address(client, services):
+    import asyncio
+
+    asyncio.run(_filled_channel(services, "alice"))
+    with client.stream("GET", "/u/bob/r/req7/events") as response:
+        bob = "".join(response.iter_text())
+    assert "private prompt" not in bob and "event: stage" not in bob
+    with client.stream("GET", "/u/alice/r/req7/events") as response:
+        alice = "".join(response.iter_text())
+    assert "private prompt" in alice and "event: result" in alice
+
+
 def test_failed_request_says_what_went_wrong(client, services):
     a_result(services, status="failed", error="planner: ParentNotFound: parent request x not found",
              critiques=[], images=[], best_image=None)
