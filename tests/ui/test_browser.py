@@ -164,6 +164,12 @@ def test_submit_watch_live_and_read_the_result(ui_server, page, tmp_path):
     for shot in shots.values():
         not_blank(shot)
 
+    # The user's gallery has it, newest first, with its image.
+    page.click("nav >> text=History")
+    page.wait_for_selector("#gallery .card img")
+    assert prompt in page.inner_text("#gallery")
+    page.screenshot(path=str(tmp_path / "history.png"), full_page=True)
+
 
 def test_answer_a_clarifying_question_and_the_request_resumes(ui_server, page, tmp_path):
     submit(page, ui_server, user(), "draw my logo", ask=True)
@@ -186,7 +192,7 @@ def test_a_failed_request_says_why(ui_server, page, tmp_path):
     page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
 
 
-def test_remove_a_memory_item_and_forget_everything(ui_server, page):
+def test_remove_a_memory_item_and_forget_everything(ui_server, page, tmp_path):
     who = user()
     submit(page, ui_server, who, "draw my logo", ask=True)
     page.wait_for_selector("#answer-form", timeout=PAGE_TIMEOUT_MS)
@@ -199,6 +205,7 @@ def test_remove_a_memory_item_and_forget_everything(ui_server, page):
     before = rows.count()
     texts = page.inner_text("#memory")
     assert before >= 2 and "a blue whale" in texts, texts
+    page.screenshot(path=str(tmp_path / "memory.png"), full_page=True)
     answer_row = page.locator("#memory tbody tr[data-item]", has_text="a blue whale")
     item_id = answer_row.get_attribute("data-item")
     answer_row.locator("button").click()
