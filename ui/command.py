@@ -101,7 +101,7 @@ async def serve(settings: Settings, host: str, port: int, token: Optional[str]) 
                 app = build_app(services, token=token, extra_hosts=(host,) if is_loopback(host) else ())
                 config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                                         lifespan="off")
-                server = uvicorn.Server(config)
+                server = _server_class()(config)
                 # uvicorn reports its own socket; say where the page is, and on which stack, once it listens.
                 announce = asyncio.create_task(_announce(server, host, token, settings.local_mode, logs))
                 try:
@@ -109,6 +109,28 @@ async def serve(settings: Settings, host: str, port: int, token: Optional[str]) 
                 finally:
                     announce.cancel()
     logs.announce("gapstream ui: stopped")
+
+
+def _server_class() -> Any:
+    import signal
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            """uvicorn's own re-raises SIGTERM once it has stopped serving, which kills this process before the
+            embedded broker, Redis and stages are stopped (they were left running, orphaned). Here a signal only
+            ends serving; `serve` then stops the rest and returns."""
+            handled = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
 
 
 async def _announce(server: Any, host: str, token: Optional[str], local: bool, logs: Any) -> None:

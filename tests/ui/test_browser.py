@@ -62,16 +62,25 @@ def ui_server(tmp_path_factory):
             proc.kill()
             pytest.fail(f"gapstream ui did not answer within {STARTUP_S} s: {(home / 'ui.log').read_text()[-3000:]}")
         time.sleep(0.3)
+    import psutil
+
+    services = psutil.Process(proc.pid).children(recursive=True)  # the embedded broker and redis-server
     try:
         yield base
     finally:
         proc.terminate()  # SIGTERM: uvicorn stops, then the stages, Redis and the broker
         try:
-            proc.wait(timeout=30)
+            code = proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
+            code = proc.wait()
         log.close()
+        left = [p for p in services if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        names = [p.name() for p in left]
+        for leftover in left:
+            leftover.kill()
+        assert code == 0, f"gapstream ui exited with {code} on SIGTERM: {(home / 'ui.log').read_text()[-2000:]}"
+        assert not left, f"gapstream ui left its embedded services running: {names}"
 
 
 @pytest.fixture(scope="module")
