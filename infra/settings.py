@@ -145,6 +145,10 @@ class Settings:
     simulated_seconds_per_batched_image: Optional[float] = None  # None: as simulated_seconds_per_image
     simulated_search_s: Optional[float] = None
     simulated_llm_s: Optional[float] = None
+    # Issue 16: the web page (`gapstream ui`). Loopback by default; a token is required for any other address.
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 8080
+    ui_token: Optional[str] = field(default=None, repr=False)
 
     @property
     def local_mode(self) -> bool:
@@ -266,4 +270,8 @@ class Settings:
                                                        0.0, 3600.0),
             simulated_search_s=_float(env, "GAPSTREAM_SIMULATED_SEARCH_S", None, 0.0, 3600.0),
             simulated_llm_s=_float(env, "GAPSTREAM_SIMULATED_LLM_S", None, 0.0, 3600.0),
+            # issue 16: the web page
+            ui_host=_str(env, "GAPSTREAM_UI_HOST", "127.0.0.1"),
+            ui_port=_int(env, "GAPSTREAM_UI_PORT", 8080, 0, 65535),
+            ui_token=_str(env, "GAPSTREAM_UI_TOKEN"),
         )

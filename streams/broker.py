@@ -147,3 +147,11 @@ async def partitions_of(consumer: Any, topics: Iterable[str]) -> dict[str, list[
     """
     cluster = await consumer._client.fetch_all_metadata()  # aiokafka has no public call for this
     return {topic: sorted(cluster.partitions_for_topic(topic) or ()) for topic in topics}
+
+
+def for_embedded(settings: Settings) -> Settings:
+    """`settings` for the embedded broker that `gapstream run` and `gapstream ui` start when no bootstrap is set:
+    it is Tansu, so its workarounds apply without a probe."""
+    if not settings.local_mode:
+        return settings
+    return settings.with_overrides(broker_kind="tansu", topic_replication=1)

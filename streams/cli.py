@@ -150,8 +150,9 @@ async def _run_local(settings: Settings, request: ImageRequest, timeout_s: float
     from streams.pipeline import Worker
     from streams.progress import watching
 
-    if settings.local_mode:  # the embedded broker is Tansu, and its workarounds apply (streams.broker)
-        settings = settings.with_overrides(broker_kind="tansu", topic_replication=1)
+    from streams.broker import for_embedded
+
+    settings = for_embedded(settings)
     async with _bootstrap(settings) as bootstrap, _redis_url(settings) as redis_url:
         async with Worker(settings, bootstrap, redis_url, STAGES):
             async with watching(bootstrap, settings, request.request_id, progress):
@@ -326,6 +327,9 @@ cli.add_command(dlq)
 from streams.schemas_cli import schemas  # noqa: E402
 
 cli.add_command(schemas)
+from ui.command import ui_command  # noqa: E402  (imports nothing of the web stack until it runs)
+
+cli.add_command(ui_command)
 
 
 def _print_result(result: ResultRecord, as_json: bool) -> None:

@@ -98,9 +98,12 @@ class Printer:
 
 class ProgressWatcher:
     def __init__(self, bootstrap: str, settings: Settings, request_id: str,
-                 emit: Callable[[str, str], None]) -> None:
+                 emit: Callable[[str, str], None],
+                 on_record: Optional[Callable[[str, dict[str, Any]], None]] = None) -> None:
         self.key = request_id.encode("utf-8")
         self.emit = emit
+        # The web page (issue 16) shows more than a line: each stage's record, after its line was emitted.
+        self.on_record = on_record
         self.suffix_of = {spec.name(settings.topic_prefix): spec.suffix for spec in WATCHED}
         from streams.faust_app import kafka_client_options
 
@@ -144,6 +147,8 @@ class ProgressWatcher:
                 line = None
             if line:
                 self.emit(STAGE_OF.get(suffix, suffix), line)
+                if self.on_record is not None:
+                    self.on_record(suffix, record)
 
     async def stop(self) -> None:
         if self._task is not None:
