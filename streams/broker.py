@@ -31,8 +31,6 @@ from streams.faust_app import kafka_client_options
 
 log = logging.getLogger("gapstream.broker")
 
-KAFKA_LINGER_MS = 5  # Kafka's own producer default since 4.0 (KIP-1030)
-
 _resolved: dict[tuple[str, str, int], tuple[str, int]] = {}
 
 
@@ -135,7 +133,7 @@ def producer_options(settings: Settings) -> dict[str, Any]:
     """aiokafka producer keyword arguments for this broker: at-least-once everywhere, idempotent on Kafka."""
     if settings.broker_kind == "tansu":
         return {"acks": "all", "enable_idempotence": False, "linger_ms": 0}
-    return {"acks": "all", "enable_idempotence": True, "linger_ms": KAFKA_LINGER_MS}
+    return {"acks": "all", "enable_idempotence": True, "linger_ms": settings.producer_linger_ms}
 
 
 async def partitions_of(consumer: Any, topics: Iterable[str]) -> dict[str, list[int]]:

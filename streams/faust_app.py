@@ -140,9 +140,9 @@ def make_app(settings: Settings, stage: str, bootstrap: str) -> GapstreamApp:
         datadir=str(settings.home / "faust" / f"{settings.app_id}-{stage}"),
         web_enabled=False,
         # Tansu reports wrong end offsets with batched producers: one record per batch there keeps them right
-        # and costs little at our message sizes. On Kafka, the Kafka client defaults: 16 KiB batches, 5 ms linger.
+        # and costs little at our message sizes. On Kafka, 16 KiB batches and GAPSTREAM_PRODUCER_LINGER_MS.
         producer_max_batch_size=1 if settings.on_tansu else 16384,
-        producer_linger=0.0 if settings.on_tansu else 0.005,
+        producer_linger=0.0 if settings.on_tansu else settings.producer_linger_ms / 1000,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=session,

@@ -21,10 +21,14 @@ def test_on_kafka_the_workers_produce_idempotently_in_batches_and_fetch_with_kaf
     app = make_app(settings, "planner", "127.0.0.1:9092")
     conf = _producer_conf(app)
     assert conf["enable_idempotence"] is True and conf["acks"] in (-1, "all")
-    assert conf["max_batch_size"] == 16384 and conf["linger_ms"] == 5
+    assert conf["max_batch_size"] == 16384 and conf["linger_ms"] == 0
     assert app.conf.topic_replication_factor == 3
     assert app.fetch_max_wait_ms == settings.fetch_wait_ms == 500
-    assert producer_options(settings) == {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
+    assert producer_options(settings) == {"acks": "all", "enable_idempotence": True, "linger_ms": 0}
+    lingering = _settings(GAPSTREAM_BROKER_KIND="kafka", GAPSTREAM_TOPIC_REPLICATION="3",
+                          GAPSTREAM_PRODUCER_LINGER_MS="5")
+    assert _producer_conf(make_app(lingering, "planner", "127.0.0.1:9092"))["linger_ms"] == 5
+    assert producer_options(lingering)["linger_ms"] == 5
 
 
 def test_on_tansu_one_record_per_batch_no_idempotence_and_a_short_fetch_wait():
