@@ -23,7 +23,8 @@ import time
 from datetime import date, datetime, timezone
 from typing import Callable, Optional, Sequence
 
-from agents.memory import STOPWORDS, content_words
+from agents.memory import content_words
+from agents.visual import telling_terms
 from agents.ports import FactExtraction, FactExtractor, PageReader, SearchBackend, SearchError
 from agents.search_text import (  # noqa: F401 - re-exported: the searcher's public helpers
     MAX_FACT_CHARS,
@@ -38,6 +39,7 @@ from agents.search_text import (  # noqa: F401 - re-exported: the searcher's pub
     normalize_query,
     sanitize,
     sanitize_source,
+    visual_fact,
 )
 from schemas.records import ChecklistItem, Fact, Gap, GapsRecord, Hit, LLMCall, Search, SearchResultsRecord
 
@@ -273,7 +275,7 @@ class Searcher:
         facts: list[Fact] = []
         seen_text: set[str] = set()
         for hit in ranked:
-            sentence = best_sentence(query, hit)
+            sentence = visual_fact(query, hit)
             if not sentence or sentence.lower() in seen_text:
                 continue
             seen_text.add(sentence.lower())
@@ -344,15 +346,10 @@ class Searcher:
 
 
 def _checklist_item(existing: list[ChecklistItem], gap: Gap, fact: str, prompt: str) -> ChecklistItem:
-    """What the image must show from a searched fact: its words that neither the query nor the prompt had.
-
-    Proper names come first (a place is what a reader checks), then other words; verb forms are left out.
-    """
-    known = set(content_words(f"{gap.query} {gap.subject} {prompt}")) | STOPWORDS
-    proper = {w.lower() for i, w in enumerate(re.findall(r"[A-Za-z][\w'-]*", fact)) if i and w[:1].isupper()}
-    candidates = [w for w in content_words(fact) if w not in known and not YEAR.fullmatch(w) and len(w) > 2
-                  and not w.endswith(("ed", "ing"))]
-    terms = sorted(candidates, key=lambda w: (w not in proper, candidates.index(w)))[:3]
+    """What the image must show from a searched fact: its telling words (names, numbers, colours, materials) that
+    neither the query nor the prompt had; a fact's first content words are usually its least telling ones."""
+    terms = telling_terms(fact, content_words(f"{gap.query} {gap.subject} {prompt}"), 3)
+    terms = [t for t in terms if not YEAR.fullmatch(t)]
     used = {c.id for c in existing}
     n = len(existing) + 1
     while f"c{n}" in used:
