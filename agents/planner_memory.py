@@ -46,6 +46,13 @@ class Reference:
         return " ".join(self.nouns) or (self.words[0].lower() if self.words else "")
 
     @property
+    def candidates(self) -> list[str]:
+        """What the reference may name: "pup" or "pup asleep", "company" or "company logo" (the words after the head
+        noun can be its modifier or the next clause; both are tried, the best match wins)."""
+        nouns = [n for n in self.nouns if not n.endswith(("ing", "ly"))] or self.nouns
+        return list(dict.fromkeys(c for c in (nouns[0] if nouns else "", " ".join(nouns[:2])) if c))
+
+    @property
     def phrase(self) -> str:
         return f"{self.owner} {' '.join(self.words)}"
 
@@ -116,12 +123,13 @@ class MemoryGaps:
     async def resolve_by_meaning(self, refs: list[Reference], semantic: Optional[SemanticMemory], store: object,
                                  user_id: str) -> None:
         """Fill in what words missed, comparing each reference's noun with each fact's key by meaning."""
-        open_refs = [r for r in refs if r.item is None and r.nouns]
+        open_refs = [r for r in refs if r.item is None and r.candidates]
         if semantic is None or not open_refs:
             return
-        matches = await semantic.match(store, user_id, self.view.items, [r.noun for r in open_refs])
-        for ref, found in zip(open_refs, matches):
-            if found is not None:
+        asked = [(ref, text) for ref in open_refs for text in ref.candidates]
+        matches = await semantic.match(store, user_id, self.view.items, [text for _, text in asked])
+        for (ref, _), found in zip(asked, matches):
+            if found is not None and (ref.similarity is None or found.similarity > ref.similarity):
                 ref.item, ref.similarity = found.item, found.similarity
 
     def possessive_gaps(self, refs: list[Reference]) -> None:

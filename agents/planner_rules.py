@@ -213,7 +213,8 @@ _PROCESS_AFTER = re.compile(r"^\s+((?:in|into|with|on|under|over)\s+(?:a|an|the)
 _CUSTOM = re.compile(
     r"\bthe\s+([a-z][\w-]*(?:\s+[a-z][\w-]*)?)\s+(?:people|we|they|you|families|children|kids|guests|locals)\s+"
     r"(?:traditionally\s+|usually\s+|often\s+)?(give|eat|wear|light|hang|send|make|carry|exchange|cook|drink|fly|"
-    r"throw|release|plant|build|decorate|sing|dance|bring|burn)\b([^,.;!?]{0,40})", re.I)
+    r"throw|release|plant|build|decorate|sing|dance|bring|burn)\b"
+    r"((?:\s+(?!in\b|with\b|under\b|beside\b|next\b|inside\b)[\w'’]+){0,4})", re.I)
 
 
 def format_constraints(prompt: str) -> list[tuple[str, str, str]]:
@@ -302,7 +303,12 @@ def knowledge(tokens: list[str], prompt: str, names: set[str], year: int) -> lis
             continue
         subjects.add(key)
         found.append((len(tokens), len(tokens), key, False, key))
-    for phrase in [*processes(prompt), *customs(prompt)]:
+    for phrase in customs(prompt):
+        # "the flower people give on Mother's Day" asks more than "Mother's Day": it replaces that gap.
+        found = [f for f in found if f[2].lower() not in phrase]
+        subjects = {f[2].lower() for f in found} | {phrase}
+        found.append((len(tokens), len(tokens), phrase, False, phrase))
+    for phrase in processes(prompt):
         if any(phrase in s or s in phrase for s in subjects):
             continue
         subjects.add(phrase)

@@ -44,6 +44,8 @@ from agents.search_text import (  # noqa: F401 - re-exported: the searcher's pub
 from schemas.records import ChecklistItem, Fact, Gap, GapsRecord, Hit, LLMCall, Search, SearchResultsRecord
 
 FACTS_PER_GAP = 2
+# A hit that shares too few words with the query still counts when it means the same (cosine, all-MiniLM-L6-v2).
+MIN_SIMILARITY = 0.5
 BUDGET_EXHAUSTED = "search budget exhausted"
 
 
@@ -234,7 +236,9 @@ class Searcher:
         """Relevant hits (query-term coverage floor), best first; for time-sensitive gaps fresher first, and once
         something current is known, older editions are dropped (they would only contradict it in the prompt)."""
         query = gap.query or gap.subject
-        relevant = [h for h in hits if h.score >= 0 and coverage(query, f"{h.title} {h.text}") >= MIN_COVERAGE]
+        # About the query by its words, or, where the backend measured it, by meaning.
+        relevant = [h for h in hits if h.score >= 0 and (coverage(query, f"{h.title} {h.text}") >= MIN_COVERAGE
+                                                         or (h.similarity or 0.0) >= MIN_SIMILARITY)]
         if not relevant:
             return []
         # Scores are only comparable within one backend: each is scaled by its own backend's best.
@@ -245,7 +249,8 @@ class Searcher:
 
         def rank(hit: Hit) -> float:
             best = top.get(hit.backend, 0.0)
-            relevance = coverage(query, f"{hit.title} {hit.text}") + (hit.score / best if best > 0 else 0.0)
+            relevance = coverage(query, f"{hit.title} {hit.text}") + (hit.score / best if best > 0 else 0.0) \
+                + (hit.similarity or 0.0)
             return relevance + (freshness(hit, year, today) if gap.time_sensitive else 0.0)
 
         ranked = sorted(relevant, key=rank, reverse=True)

@@ -394,6 +394,7 @@ def build_llms(settings: "Settings") -> tuple[Optional[StructuredLLM], Optional[
             api_key=settings.openai_api_key,
             timeout_s=settings.llm_timeout_s,
             retries=settings.llm_retries,
+            max_tokens=settings.llm_max_tokens,
         )
 
     return make(settings.llm_model), make(settings.vlm_model)
