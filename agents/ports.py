@@ -177,6 +177,8 @@ class LLMReply(Generic[T]):
     completion_tokens: int = 0
     seconds: float = 0.0
     attempts: int = 1
+    # What the adapter dropped from a partly valid answer ("gaps[2].kind: …"); the rest is `output`.
+    dropped: tuple[str, ...] = ()
 
 
 @runtime_checkable
