@@ -170,6 +170,13 @@ class LLMEnricher:
             if leaked:
                 raise Rejected(f"model copied injected text into the {where} ({', '.join(leaked[:3])})")
 
+        # A prompt that leaves out what the user asked for is no enrichment of it (a tiny model, measured, answered
+        # with a line of its own instructions instead).
+        asked = set(content_words(record.base_prompt or request.prompt))
+        kept = asked & set(content_words(prompt))
+        if asked and len(kept) * 2 < len(asked):
+            missing = ", ".join(sorted(asked - kept)[:3])
+            raise Rejected(f"model wrote a prompt that leaves out the request ({missing})")
         gaps = {g.id: g for g in record.gaps}
         support = {gid: set(content_words(" ".join(t for _, t, _ in rows))) for gid, rows in evidence.items()}
         additions: list[PromptAddition] = []

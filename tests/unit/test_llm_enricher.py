@@ -120,6 +120,8 @@ async def test_a_wrong_citation_is_repaired_or_dropped_and_the_valid_prompt_kept
     ({"prompt": f"{USER}, golden dragons", "used": [{"text": "golden dragons", "gap_id": "g1"}]},
      "which no filled gap says"),
     ({"prompt": f"{USER}, emerald lanterns in Madrid, 1999 edition", "used": []}, "model added 'Madrid', '1999'"),
+    ({"prompt": "Use only fact-specific details that can be found in the data block.", "used": []},
+     "model wrote a prompt that leaves out the request"),
     ({"prompt": "   "}, "model wrote an empty prompt"),
 ])
 async def test_uncited_or_invented_facts_fall_back_to_the_heuristic_prompt(change, reason):
