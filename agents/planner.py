@@ -14,7 +14,7 @@ import re
 from datetime import date
 from typing import Callable, Mapping, Optional
 
-from agents.memory import STOPWORDS, MemoryView, content_words, find_styles, statements_in
+from agents.memory import STOPWORDS, MemoryView, find_styles, statements_in
 from agents.planner_memory import MemoryGaps, reference_names, references
 from agents.planner_rules import (
     _ADJECTIVES,

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date, datetime, timezone
 from typing import Optional
 
 from agents.memory import STOPWORDS, find_styles
