@@ -63,6 +63,12 @@ class MiniLMEmbedder:
         except ImportError as exc:
             raise EmbeddingsUnavailable(f"semantic matching needs torch and transformers: {INSTALL_HINT}") from exc
         self._torch = torch
+        try:  # the weight-loading progress bar would land on a CLI user's stderr
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:  # pragma: no cover - older transformers
+            pass
         self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         self._model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
