@@ -61,9 +61,10 @@ async def run(args: argparse.Namespace, base_url: str, corpus: Path) -> dict:
             expected += len(words)
             found += sum(w.lower() in enriched.prompt.lower() for w in words)
             rows.append({"case": case["user"], "outcomes": [c.outcome for c in enriched.llm_calls],
-                         "seconds": round(seconds[-1], 1), "prompt": enriched.prompt})
+                         "seconds": round(seconds[-1], 1), "prompt": enriched.prompt,
+                         "why": [d for d in enriched.degraded if d.startswith(("planner:", "enricher:"))]})
             if not args.json:
-                print(f"{case['user']}: {rows[-1]['outcomes']} {seconds[-1]:.1f} s", file=sys.stderr)
+                print(f"{case['user']}: {rows[-1]['outcomes']} {seconds[-1]:.1f} s {rows[-1]['why']}", file=sys.stderr)
     finally:
         await llm.aclose()
     calls = sum(sum(c.values()) for c in outcomes.values())

@@ -204,3 +204,23 @@ async def test_corpus_ranks_by_meaning_too_and_finds_a_passage_without_shared_wo
     embedder.embedded.clear()
     await corpus.search(query)
     assert embedder.embedded == [query]
+
+
+def test_semantic_matching_without_the_model_is_one_line_naming_the_extra(monkeypatch):
+    import importlib.util
+
+    from infra import embeddings
+    from infra.settings import Settings
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == embeddings.PACKAGE else real(name, *a))
+    monkeypatch.setattr(embeddings, "_shared", None)
+    settings = Settings.from_env({"GAPSTREAM_HOME": "/tmp/x"})
+    assert settings.semantic_matching is True
+    with pytest.raises(ValueError) as caught:
+        embeddings.build_embedder(settings)
+    message = str(caught.value)
+    assert "\n" not in message and "gapstream[embeddings]" in message and "GAPSTREAM_SEMANTIC_MATCHING=false" in message
+    off = Settings.from_env({"GAPSTREAM_HOME": "/tmp/x", "GAPSTREAM_SEMANTIC_MATCHING": "false"})
+    assert embeddings.build_embedder(off) is None
