@@ -7,11 +7,12 @@ COPY schemas schemas
 COPY agents agents
 COPY infra infra
 COPY streams streams
+COPY ui ui
 ARG EXTRAS=image
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN pip install --no-cache-dir --extra-index-url "${TORCH_INDEX_URL}" ".[${EXTRAS}]"
 ENV GAPSTREAM_HOME=/data
-# Prometheus /metrics (GAPSTREAM_METRICS_PORT in docker-compose.yml).
-EXPOSE 9400
+# Prometheus /metrics (GAPSTREAM_METRICS_PORT in docker-compose.yml); the web page (`gapstream ui`, EXTRAS=ui).
+EXPOSE 9400 8080
 ENTRYPOINT ["gapstream"]
 CMD ["worker"]

@@ -39,7 +39,7 @@ async def measure(requests: int, in_flight: int, home: Path, corpus: Path | None
     env = {"GAPSTREAM_HOME": str(home)}
     if corpus:
         env["GAPSTREAM_CORPUS_DIR"] = str(corpus)
-    settings = Settings.from_env(env)
+    settings = Settings.from_env({**env, "GAPSTREAM_BROKER_KIND": "tansu", "GAPSTREAM_TOPIC_REPLICATION": "1"})
     started = time.perf_counter()
     with EmbeddedBroker(log_dir=home) as broker, EmbeddedRedis(home / "redis") as redis_server:
         figures["services_start_s"] = round(time.perf_counter() - started, 3)
@@ -47,7 +47,7 @@ async def measure(requests: int, in_flight: int, home: Path, corpus: Path | None
             figures["worker_start_s"] = round(time.perf_counter() - started, 3)
             watcher = ResultWatcher(broker.bootstrap, settings)
             await watcher.start()
-            producer = new_producer(broker.bootstrap)
+            producer = new_producer(broker.bootstrap, settings)
             await producer.start()
 
             async def one(prompt: str, user: str) -> float:

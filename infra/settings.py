@@ -77,9 +77,17 @@ class Settings:
     default_steps: int = 4
     default_size: int = 64
     accept_score: float = 0.75
-    # 50, not lower: each consumer polls this often when idle, and on Tansu (which answers an idle fetch late)
-    # 20 ms cost ~30% of the pipeline's throughput for ~45 ms less latency per request (issue 9).
-    fetch_max_wait_ms: int = 50
+    # "kafka", "tansu" or "auto" (detected once per bootstrap by streams.broker); Tansu's workarounds follow it.
+    broker_kind: str = "auto"
+    topic_replication: int = 0  # 0: the broker's own default.replication.factor
+    # 0: by broker (`fetch_wait_ms`). On Tansu, which holds an idle fetch for its whole wait, 50 and not lower:
+    # each consumer polls this often when idle, and 20 ms cost ~30% of the pipeline's throughput for ~45 ms less
+    # latency per request (issue 9). Kafka answers a fetch when data arrives, so there its default 500 ms is free.
+    fetch_max_wait_ms: int = 0
+    # Kafka only (Tansu sends one record per request). 0, not the Kafka client's 5: on the 3-node test cluster a
+    # produce ack took p50 2.4 ms at 0 and 8.3 ms at 5, and a request makes 6 hops; aiokafka still batches what
+    # queues while a send is in flight, so batches form under load anyway (docs/benchmarks.md).
+    producer_linger_ms: int = 0
     # Offsets are committed after this many acked messages or every 0.5 s, whichever comes first. Committing after
     # every message cost ~20% of the pipeline's throughput (issue 9); a crash now redoes up to 0.5 s of messages,
     # which the stages' dedupe absorbs.
@@ -146,10 +154,23 @@ class Settings:
     simulated_seconds_per_batched_image: Optional[float] = None  # None: as simulated_seconds_per_image
     simulated_search_s: Optional[float] = None
     simulated_llm_s: Optional[float] = None
+    # Issue 16: the web page (`gapstream ui`). Loopback by default; a token is required for any other address.
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 8080
+    ui_token: Optional[str] = field(default=None, repr=False)
 
     @property
     def local_mode(self) -> bool:
         return self.kafka_bootstrap is None
+
+    @property
+    def on_tansu(self) -> bool:
+        return self.broker_kind == "tansu"
+
+    @property
+    def fetch_wait_ms(self) -> int:
+        """The consumers' fetch wait: the setting, or the one that suits the broker."""
+        return self.fetch_max_wait_ms or (50 if self.on_tansu else 500)
 
     @property
     def images_dir(self) -> Path:
@@ -197,7 +218,10 @@ class Settings:
             default_steps=_int(env, "GAPSTREAM_DEFAULT_STEPS", 4, 1, 150),
             default_size=size,
             accept_score=_float(env, "GAPSTREAM_ACCEPT_SCORE", 0.75, 0.0, 1.0),
-            fetch_max_wait_ms=_int(env, "GAPSTREAM_FETCH_MAX_WAIT_MS", 50, 1, 60_000),
+            broker_kind=_choice(env, "GAPSTREAM_BROKER_KIND", "auto", ("auto", "kafka", "tansu")),
+            topic_replication=_int(env, "GAPSTREAM_TOPIC_REPLICATION", 0, 0, 32),
+            fetch_max_wait_ms=_int(env, "GAPSTREAM_FETCH_MAX_WAIT_MS", 0, 0, 60_000),
+            producer_linger_ms=_int(env, "GAPSTREAM_PRODUCER_LINGER_MS", 0, 0, 10_000),
             commit_every=_int(env, "GAPSTREAM_COMMIT_EVERY", 100, 1, 1_000_000),
             broker_session_timeout=_float(env, "GAPSTREAM_BROKER_SESSION_TIMEOUT", 6.0, 1.0, 300.0),
             metrics_port=_int(env, "GAPSTREAM_METRICS_PORT", 0, 0, 65535),
@@ -258,4 +282,8 @@ class Settings:
                                                        0.0, 3600.0),
             simulated_search_s=_float(env, "GAPSTREAM_SIMULATED_SEARCH_S", None, 0.0, 3600.0),
             simulated_llm_s=_float(env, "GAPSTREAM_SIMULATED_LLM_S", None, 0.0, 3600.0),
+            # issue 16: the web page
+            ui_host=_str(env, "GAPSTREAM_UI_HOST", "127.0.0.1"),
+            ui_port=_int(env, "GAPSTREAM_UI_PORT", 8080, 0, 65535),
+            ui_token=_str(env, "GAPSTREAM_UI_TOKEN"),
         )

@@ -64,14 +64,17 @@ async def raw_chain(settings: Settings, bootstrap: str, payload: dict, n: int, i
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+    from streams.broker import for_broker, producer_options
     from streams.faust_app import kafka_client_options
 
+    settings = await for_broker(bootstrap, settings)  # the same broker-aware client settings as the workers
     security = kafka_client_options(settings)  # SASL/SSL as the workers use them
     topics = [f"{settings.topic_prefix}raw-{i}" for i in range(HOPS + 1)]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=1)
+        await admin.create_topics([NewTopic(t, num_partitions=settings.topic_partitions,
+                                            replication_factor=settings.topic_replication)
                                    for t in topics])
     finally:
         await admin.close()
@@ -79,13 +82,12 @@ async def raw_chain(settings: Settings, bootstrap: str, payload: dict, n: int, i
     def consumer(topic: str, group: str | None) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
-            enable_auto_commit=False, fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            enable_auto_commit=False, fetch_max_wait_ms=settings.fetch_wait_ms,
             session_timeout_ms=int(settings.broker_session_timeout * 1000),
             heartbeat_interval_ms=max(500, int(settings.broker_session_timeout * 250)), **security,
         )
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, enable_idempotence=False,
-                                **security)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options(settings), **security)
     await producer.start()
     relays = [consumer(topics[i], f"{settings.app_id}-raw-{i}") for i in range(HOPS)]
     sink = consumer(topics[-1], None)
@@ -155,8 +157,10 @@ async def pipeline_run(settings: Settings, bootstrap: str, redis_url: str, n: in
     from schemas.topics import REQUESTS
     from streams.backends import STAGES
     from streams.client import ResultWatcher, new_producer
+    from streams.broker import for_broker
     from streams.pipeline import Worker
 
+    settings = await for_broker(bootstrap, settings)
     async with Worker(settings, bootstrap, redis_url, STAGES) as worker:
         await worker.wait_assigned(60)
         watcher = ResultWatcher(bootstrap, settings)

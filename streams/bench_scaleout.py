@@ -129,17 +129,18 @@ async def one_size(base: Settings, bootstrap: str, redis_url: str, home: Path, t
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     from schemas.topics import ENRICHED_PROMPTS, IMAGES
+    from streams.broker import producer_options
     from streams.client import ensure_topics
     from streams.faust_app import kafka_client_options
 
     settings = run_settings(base, home, f"scale{workers}", topic_partitions=partitions,
                             simulated_seconds_per_image=image_s)
-    await ensure_topics(bootstrap, settings)
+    settings = await ensure_topics(bootstrap, settings)
     procs = [WorkerProcess(settings, bootstrap, redis_url, i) for i in range(workers)]
     security = kafka_client_options(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, **security)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options(settings), **security)
     consumer = AIOKafkaConsumer(IMAGES.name(settings.topic_prefix), bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=settings.fetch_wait_ms,
                                 **security)
     try:
         await asyncio.gather(*(p.start() for p in procs), producer.start(), consumer.start())

@@ -150,6 +150,9 @@ async def _run_local(settings: Settings, request: ImageRequest, timeout_s: float
     from streams.pipeline import Worker
     from streams.progress import watching
 
+    from streams.broker import for_embedded
+
+    settings = for_embedded(settings)
     async with _bootstrap(settings) as bootstrap, _redis_url(settings) as redis_url:
         async with Worker(settings, bootstrap, redis_url, STAGES):
             async with watching(bootstrap, settings, request.request_id, progress):
@@ -224,10 +227,10 @@ def submit(settings: Settings, prompt: str, user: str, request_id: Optional[str]
     async def go() -> Optional[ResultRecord]:
         bootstrap = settings.kafka_bootstrap or ""
         await wait_for_broker(bootstrap)
-        if wait and progress:
-            await ensure_topics(bootstrap, settings)  # the progress watcher reads them from their current end
-        async with watching(bootstrap, settings, request.request_id, wait and progress):
-            return await submit_and_wait(bootstrap, settings, request, timeout_s if wait else None)
+        # Before the progress watcher, which reads the topics from their current end; resolved for the broker.
+        resolved = await ensure_topics(bootstrap, settings)
+        async with watching(bootstrap, resolved, request.request_id, wait and progress):
+            return await submit_and_wait(bootstrap, resolved, request, timeout_s if wait else None)
 
     result = asyncio.run(go())
     if result is None:
@@ -324,6 +327,9 @@ cli.add_command(dlq)
 from streams.schemas_cli import schemas  # noqa: E402
 
 cli.add_command(schemas)
+from ui.command import ui_command  # noqa: E402  (imports nothing of the web stack until it runs)
+
+cli.add_command(ui_command)
 
 
 def _print_result(result: ResultRecord, as_json: bool) -> None:
@@ -340,6 +346,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     from pydantic import ValidationError
 
     from streams.backends import UnknownStageError
+    from streams.broker import BrokerAccessError
     from streams.client import ResultTimeout
 
     try:
@@ -358,6 +365,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     except (CliError, SettingsError, LocalServiceError, UnknownStageError, ResultTimeout, ValueError) as exc:
         click.echo(f"gapstream: {exc}", err=True)
         sys.exit(2)
+    except BrokerAccessError as exc:  # reached, but refused: the message names the setting to check
+        click.echo(f"gapstream: {exc}", err=True)
+        sys.exit(3)
     except (ConnectionError, OSError) as exc:
         click.echo(f"gapstream: cannot reach a service: {exc}", err=True)
         sys.exit(3)

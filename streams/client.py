@@ -12,7 +12,7 @@ from typing import Optional
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from infra.settings import Settings
 from schemas.records import ImageRequest, ResultRecord
@@ -23,24 +23,48 @@ class ResultTimeout(TimeoutError):
     retriable = True
 
 
-async def ensure_topics(bootstrap: str, settings: Settings) -> None:
-    """Create every topic with the configured partitions; existing topics are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000, **_security(settings))
-    await admin.start()
+async def ensure_topics(bootstrap: str, settings: Settings) -> Settings:
+    """Create every topic with the configured partitions and replication; existing topics are left as they are.
+    Returns `settings` resolved against the broker (`streams.broker.for_broker`)."""
+    from streams.broker import for_broker, start_admin
+
+    settings = await for_broker(bootstrap, settings)
+    admin = await start_admin(bootstrap, settings)
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(spec.name(settings.topic_prefix), num_partitions=settings.topic_partitions, replication_factor=1)
+            NewTopic(spec.name(settings.topic_prefix), num_partitions=settings.topic_partitions,
+                     replication_factor=settings.topic_replication)
             for spec in ALL_TOPICS
             if spec.name(settings.topic_prefix) not in existing
         ]
         for topic in wanted:  # one by one: a concurrent creator makes one fail, not all
             try:
-                await admin.create_topics([topic])
+                response = await admin.create_topics([topic])
             except TopicAlreadyExistsError:
-                pass
+                continue
+            # aiokafka reports a refused topic in the response, not as an exception.
+            for name, code, message in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    error = for_code(code)
+                    raise error(f"cannot create topic {name} (replication {settings.topic_replication}, "
+                                f"{settings.topic_partitions} partitions): {message or error.__name__}")
+        await _wait_visible(admin, [t.name for t in wanted])
     finally:
         await admin.close()
+    return settings
+
+
+async def _wait_visible(admin: AIOKafkaAdminClient, topics: list[str], timeout_s: float = 15.0) -> None:
+    """Until new topics have a leader for every partition: Kafka creates them asynchronously, so a client that
+    reads or writes right after creating would otherwise see 'unknown topic' for a moment."""
+    deadline = time.monotonic() + timeout_s
+    while topics and time.monotonic() < deadline:
+        described = await admin.describe_topics(topics)
+        if all(t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+               for t in described):
+            return
+        await asyncio.sleep(0.1)
 
 
 def _security(settings: Optional[Settings]) -> dict:
@@ -49,10 +73,12 @@ def _security(settings: Optional[Settings]) -> dict:
     return kafka_client_options(settings) if settings is not None else {}
 
 
-def new_producer(bootstrap: str, settings: Optional[Settings] = None) -> AIOKafkaProducer:
-    # No idempotence: the embedded Tansu broker rejects it. Delivery is at-least-once and every stage dedupes.
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, enable_idempotence=False,
-                            **_security(settings))
+def new_producer(bootstrap: str, settings: Settings) -> AIOKafkaProducer:
+    """A producer for `settings` resolved against the broker: idempotent on Kafka, not on Tansu (which rejects
+    it). Either way delivery is at-least-once and every stage dedupes."""
+    from streams.broker import producer_options
+
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options(settings), **_security(settings))
 
 
 async def publish_request(producer: AIOKafkaProducer, settings: Settings, request: ImageRequest) -> None:
@@ -74,20 +100,28 @@ class ResultWatcher:
         self.topic = RESULTS.name(settings.topic_prefix)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms, auto_offset_reset="latest", **_security(settings),
+            fetch_max_wait_ms=settings.fetch_wait_ms, auto_offset_reset="latest", **_security(settings),
         )
         self._pending: dict[str, ResultRecord] = {}
         self._waiters: dict[str, list[asyncio.Future]] = {}
         self._reader: Optional[asyncio.Task] = None
         self._error: Optional[BaseException] = None
 
-    async def start(self) -> None:
+    async def start(self, timeout_s: float = 10.0) -> None:
         await self._consumer.start()
-        await self._consumer.topics()  # refresh metadata: the topic may have been created a moment ago
-        partitions = self._consumer.partitions_for_topic(self.topic)
-        if not partitions:
-            await self._consumer.stop()
-            raise ConnectionError(f"topic {self.topic} does not exist on the broker")
+        # A topic created a moment ago reaches each Kafka broker's metadata a little later (Tansu has one
+        # broker, so there it is at once): refresh until it shows, for a while.
+        from streams.broker import partitions_of
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            partitions = (await partitions_of(self._consumer, [self.topic]))[self.topic]
+            if partitions:
+                break
+            if time.monotonic() > deadline:
+                await self._consumer.stop()
+                raise ConnectionError(f"topic {self.topic} does not exist on the broker")
+            await asyncio.sleep(0.1)
         assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self._consumer.assign(assigned)
         await self._consumer.seek_to_end(*assigned)
@@ -172,7 +206,7 @@ async def publish_and_wait(bootstrap: str, settings: Settings, topic: str, reque
                            timeout_s: Optional[float]) -> Optional[ResultRecord]:
     """Publish one message keyed by `request_id` (a request, an answer); with a timeout, wait for that request's
     next result. The watcher starts before the send, so a result that comes back at once is not missed."""
-    await ensure_topics(bootstrap, settings)
+    settings = await ensure_topics(bootstrap, settings)
     watcher: Optional[ResultWatcher] = None
     if timeout_s is not None:
         watcher = ResultWatcher(bootstrap, settings)
@@ -193,14 +227,17 @@ async def publish_and_wait(bootstrap: str, settings: Settings, topic: str, reque
 
 
 async def wait_for_broker(bootstrap: str, timeout_s: float = 15.0) -> None:
-    host, _, port = bootstrap.rpartition(":")
+    """Until one of the bootstrap servers (`host:port[,host:port…]`) accepts a connection."""
+    servers = [s.strip().rpartition(":") for s in bootstrap.split(",") if s.strip()]
     deadline = time.monotonic() + timeout_s
     while True:
-        try:
-            _, writer = await asyncio.open_connection(host or "127.0.0.1", int(port))
-            writer.close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise ConnectionError(f"cannot reach the Kafka broker at {bootstrap}") from None
-            await asyncio.sleep(0.1)
+        for host, _, port in servers:
+            try:
+                _, writer = await asyncio.open_connection(host or "127.0.0.1", int(port))
+                writer.close()
+                return
+            except (OSError, ValueError):
+                pass
+        if time.monotonic() > deadline:
+            raise ConnectionError(f"cannot reach the Kafka broker at {bootstrap}")
+        await asyncio.sleep(0.1)

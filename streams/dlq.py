@@ -52,8 +52,9 @@ async def read_letters(settings: Settings) -> list[Letter]:
                                 fetch_max_wait_ms=50, **kafka_client_options(settings))
     await consumer.start()
     try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        from streams.broker import partitions_of
+
+        tps = [TopicPartition(topic, p) for p in (await partitions_of(consumer, [topic]))[topic]]
         if not tps:
             return []
         consumer.assign(tps)
@@ -161,8 +162,10 @@ def _replayable(letter: Letter, prefix: str) -> Optional[str]:
 
 
 async def _publish(settings: Settings, letters: list[Letter]) -> None:
+    from streams.broker import for_broker
     from streams.client import new_producer
 
+    settings = await for_broker(_bootstrap(settings), settings)
     producer = new_producer(_bootstrap(settings), settings)
     await producer.start()
     try:

@@ -83,30 +83,47 @@ def _consumer_thread_class(fetch_max_wait_ms: int) -> type:
     return ConsumerThread
 
 
-def _transport_class(fetch_max_wait_ms: int) -> type:
+def _transport_class(fetch_max_wait_ms: int, idempotent: bool) -> type:
     thread_class = _consumer_thread_class(fetch_max_wait_ms)
 
     class Consumer(faust_aiokafka.Consumer):
         def _new_consumer_thread(self):  # type: ignore[no-untyped-def]
             return thread_class(self, loop=self.loop, beacon=self.beacon)
 
+    class Producer(faust_aiokafka.Producer):
+        def _settings_extra(self):  # type: ignore[no-untyped-def]
+            # Faust turns idempotence on only inside transactions; on Kafka we want it for every send, so a
+            # producer retry after a lost ack cannot write a message twice. Tansu rejects it (streams.broker).
+            extra = dict(super()._settings_extra())
+            if idempotent:
+                extra.update(acks="all", enable_idempotence=True)
+            return extra
+
     class Transport(faust_aiokafka.Transport):
         pass
 
     Transport.Consumer = Consumer
+    Transport.Producer = Producer
     return Transport
 
 
 class GapstreamApp(faust.App):
-    fetch_max_wait_ms: int = Settings.fetch_max_wait_ms  # make_app sets the configured one
+    # make_app sets both from the settings, resolved against the broker (streams.broker.for_broker).
+    fetch_max_wait_ms: int = 500
+    idempotent: bool = False
 
     def _new_transport(self):  # type: ignore[no-untyped-def]
-        return _transport_class(self.fetch_max_wait_ms)(self.conf.broker_consumer, self)
+        return _transport_class(self.fetch_max_wait_ms, self.idempotent)(self.conf.broker_consumer, self)
 
 
 def make_app(settings: Settings, stage: str, bootstrap: str) -> GapstreamApp:
     """One Faust app (so one consumer group) per stage: every stage sees every message of its input topics,
-    whatever set of stages each worker process runs, and a stage scales by adding members to its group."""
+    whatever set of stages each worker process runs, and a stage scales by adding members to its group.
+
+    `settings` must be resolved against the broker first (`streams.broker.for_broker`): Tansu's workarounds
+    (one record per produce batch, no idempotence) follow `settings.broker_kind`."""
+    if settings.broker_kind == "auto" or settings.topic_replication <= 0:
+        raise ValueError("make_app needs settings resolved by streams.broker.for_broker")
     session = settings.broker_session_timeout
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = GapstreamApp(
@@ -115,16 +132,17 @@ def make_app(settings: Settings, stage: str, bootstrap: str) -> GapstreamApp:
         key_serializer="raw",
         value_serializer="raw",  # records are decoded by the stage itself so bad input becomes a dead letter
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication,
         topic_allow_declare=True,
         store="memory://",
         # Faust keeps a per-app folder (table state, a lock); under GAPSTREAM_HOME rather than the working
         # directory, so running a worker or the tests leaves nothing in the user's checkout.
         datadir=str(settings.home / "faust" / f"{settings.app_id}-{stage}"),
         web_enabled=False,
-        # Tansu reports wrong end offsets with batched producers; one record per batch keeps them right and
-        # costs little at our message sizes.
-        producer_max_batch_size=1,
+        # Tansu reports wrong end offsets with batched producers: one record per batch there keeps them right
+        # and costs little at our message sizes. On Kafka, 16 KiB batches and GAPSTREAM_PRODUCER_LINGER_MS.
+        producer_max_batch_size=1 if settings.on_tansu else 16384,
+        producer_linger=0.0 if settings.on_tansu else settings.producer_linger_ms / 1000,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=session,
@@ -137,5 +155,6 @@ def make_app(settings: Settings, stage: str, bootstrap: str) -> GapstreamApp:
         stream_wait_empty=False,
         broker_credentials=faust_credentials(settings),
     )
-    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.fetch_max_wait_ms = settings.fetch_wait_ms
+    app.idempotent = not settings.on_tansu
     return app

@@ -91,14 +91,12 @@ class LagSampler:
     async def sample(self) -> dict[tuple[str, str, int], int]:
         """Read every group's lag once, set the gauges and return {(stage, topic, partition): lag}."""
         assert self._admin is not None and self._consumer is not None, "start() first"
-        await self._consumer.topics()  # refresh metadata: topics may be new
+        from streams.broker import partitions_of
+
+        known = await partitions_of(self._consumer, {t for group in self.groups for t in group.topics})
         lags: dict[tuple[str, str, int], int] = {}
         for group in self.groups:
-            partitions = [
-                TopicPartition(topic, p)
-                for topic in group.topics
-                for p in sorted(self._consumer.partitions_for_topic(topic) or ())
-            ]
+            partitions = [TopicPartition(topic, p) for topic in group.topics for p in known[topic]]
             if not partitions:
                 continue
             committed = await self._admin.list_consumer_group_offsets(group.group_id, partitions=partitions)

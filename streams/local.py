@@ -58,6 +58,9 @@ def tansu_binary() -> str:
 class EmbeddedBroker:
     """A memory-only Tansu broker on a free loopback port. Its data vanishes when it stops."""
 
+    kind = "tansu"  # GAPSTREAM_BROKER_KIND: its workarounds apply (streams.broker)
+    replication = 1
+
     def __init__(self, port: Optional[int] = None, log_dir: Optional[Path] = None) -> None:
         self.port = port or free_port()
         self.log_dir = log_dir

@@ -143,7 +143,7 @@ class Worker:
 
     async def start(self) -> None:
         started = time.perf_counter()
-        await ensure_topics(self.bootstrap, self.settings)
+        self.settings = await ensure_topics(self.bootstrap, self.settings)  # resolved against the broker
         self.backends = await open_backends(self.settings, self.redis_url, self.stages)
         from streams.result_log import KafkaResultLog
 

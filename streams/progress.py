@@ -98,24 +98,27 @@ class Printer:
 
 class ProgressWatcher:
     def __init__(self, bootstrap: str, settings: Settings, request_id: str,
-                 emit: Callable[[str, str], None]) -> None:
+                 emit: Callable[[str, str], None],
+                 on_record: Optional[Callable[[str, dict[str, Any]], None]] = None) -> None:
         self.key = request_id.encode("utf-8")
         self.emit = emit
+        # The web page (issue 16) shows more than a line: each stage's record, after its line was emitted.
+        self.on_record = on_record
         self.suffix_of = {spec.name(settings.topic_prefix): spec.suffix for spec in WATCHED}
         from streams.faust_app import kafka_client_options
 
         self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                          fetch_max_wait_ms=settings.fetch_max_wait_ms, auto_offset_reset="latest",
+                                          fetch_max_wait_ms=settings.fetch_wait_ms, auto_offset_reset="latest",
                                           **kafka_client_options(settings))
         self._task: Optional[asyncio.Task] = None
 
     async def start(self) -> "ProgressWatcher":
         """Position at the current ends before the request is published, so every stage's output is seen."""
+        from streams.broker import partitions_of
+
         await self._consumer.start()
-        await self._consumer.topics()
         assigned = []
-        for topic in self.suffix_of:
-            partitions = sorted(self._consumer.partitions_for_topic(topic) or ())
+        for topic, partitions in (await partitions_of(self._consumer, self.suffix_of)).items():
             if partitions:
                 assigned.append(TopicPartition(topic, partitions[partition_for(self.key, len(partitions))]))
         self._consumer.assign(assigned)
@@ -144,6 +147,8 @@ class ProgressWatcher:
                 line = None
             if line:
                 self.emit(STAGE_OF.get(suffix, suffix), line)
+                if self.on_record is not None:
+                    self.on_record(suffix, record)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -26,20 +26,23 @@ class KafkaResultLog:
         self.topic = RESULTS.name(settings.topic_prefix)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms, **kafka_client_options(settings),
+            fetch_max_wait_ms=settings.fetch_wait_ms, **kafka_client_options(settings),
         )
         self._partitioner = DefaultPartitioner()
         self._scan = asyncio.Lock()  # one assignment at a time on the shared consumer
+        self._partitions: list[int] = []  # of `results`, read at start (partition counts never shrink)
 
     async def start(self) -> None:
+        from streams.broker import partitions_of
+
         await self._consumer.start()
-        await self._consumer.topics()
+        self._partitions = (await partitions_of(self._consumer, [self.topic]))[self.topic]
 
     async def stop(self) -> None:
         await self._consumer.stop()
 
     def _partition(self, request_id: str) -> TopicPartition:
-        partitions = sorted(self._consumer.partitions_for_topic(self.topic) or ())
+        partitions = self._partitions
         if not partitions:
             raise ConnectionError(f"topic {self.topic} has no partitions yet")
         return TopicPartition(self.topic, self._partitioner(request_id.encode("utf-8"), partitions, partitions))

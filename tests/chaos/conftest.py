@@ -2,8 +2,6 @@
 
 import pytest
 
-from tests.integration.conftest import broker, unique  # noqa: F401 - the same real-broker fixtures
-
 
 def pytest_collection_modifyitems(items):
     for item in items:

@@ -35,10 +35,10 @@ BAD_CLI: list[tuple[str, list[str], dict]] = [
     ("prompt-control-characters", ["run", "a \x1b[2J cat", "--user", "eve"], {}),
     ("huge-prompt", ["run", "a" * 5000, "--user", "eve"], {}),
     ("request-id-space", ["run", "a cat", "--user", "eve", "--request-id", "r 1"], {}),
-    ("memory-show-star", ["memory", "show", "*"], {"GAPSTREAM_REDIS_URL": "redis://127.0.0.1:6379/0"}),
-    ("memory-forget-colon", ["memory", "forget", "a:b"], {"GAPSTREAM_REDIS_URL": "redis://127.0.0.1:6379/0"}),
+    ("memory-show-star", ["memory", "show", "*"], {"GAPSTREAM_REDIS_URL": "redis://127.0.0.1:1/0"}),
+    ("memory-forget-colon", ["memory", "forget", "a:b"], {"GAPSTREAM_REDIS_URL": "redis://127.0.0.1:1/0"}),
     ("memory-add-space-user", ["memory", "add", "a b", "I like teal"],
-     {"GAPSTREAM_REDIS_URL": "redis://127.0.0.1:6379/0"}),
+     {"GAPSTREAM_REDIS_URL": "redis://127.0.0.1:1/0"}),
     ("worker-unknown-stage", ["worker", "--stages", "planner,paint"], {"GAPSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:1",
                                                                       "GAPSTREAM_REDIS_URL": "redis://x"}),
     ("submit-without-broker", ["submit", "a cat", "--user", "eve"], {}),
@@ -87,7 +87,7 @@ def test_any_invalid_user_id_is_refused_before_anything_runs(user):
         import contextlib
 
         err = io.StringIO()
-        monkeypatch.setenv("GAPSTREAM_REDIS_URL", "redis://127.0.0.1:6379/0")
+        monkeypatch.setenv("GAPSTREAM_REDIS_URL", "redis://127.0.0.1:1/0")
         with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
             main(["memory", "show", user])
         _assert_clear_error(exit_info.value.code, err.getvalue())

@@ -2,18 +2,22 @@
 
 import contextlib
 import json
+import os
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from infra.settings import Settings
+from streams.broker import for_broker, partitions_of
 
 
 def isolated_settings(home, tag: str, **env: str) -> Settings:
-    """Settings of one test's own: its home, topics and consumer groups (`tag` names them), quick group joins."""
+    """Settings of one test's own: its home, topics and consumer groups (`tag` names them), quick group joins,
+    and the kind of the suite's broker (tests/conftest.py), as a deployment would set or detect it."""
     run = f"{tag}{uuid.uuid4().hex[:8]}"
     return Settings.from_env({
         "GAPSTREAM_HOME": str(home),
+        "GAPSTREAM_BROKER_KIND": os.environ.get("GAPSTREAM_TEST_BROKER", "kafka"),
         "GAPSTREAM_TOPIC_PREFIX": f"{run}.",
         "GAPSTREAM_APP_ID": run,
         "GAPSTREAM_BROKER_SESSION_TIMEOUT": "4",
@@ -27,8 +31,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[dict]:
                                 fetch_max_wait_ms=20)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in partitions]
+        tps = [TopicPartition(topic, p) for p in (await partitions_of(consumer, [topic]))[topic]]
         if not tps:
             return []
         consumer.assign(tps)
@@ -69,11 +72,12 @@ async def running_pipeline(settings, bootstrap: str, redis_url: str):
     from streams.client import ResultWatcher, new_producer
     from streams.pipeline import Worker
 
+    settings = await for_broker(bootstrap, settings)  # the client's producer must suit the broker too
     async with Worker(settings, bootstrap, redis_url, STAGES) as worker:
         await worker.wait_assigned()
         watcher = ResultWatcher(bootstrap, settings)
         await watcher.start()
-        producer = new_producer(bootstrap)
+        producer = new_producer(bootstrap, settings)
         await producer.start()
         try:
             yield watcher, producer

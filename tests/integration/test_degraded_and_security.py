@@ -18,7 +18,7 @@ from infra.redis_memory import RedisMemoryStore
 from schemas.records import ImageRequest
 from streams.client import publish_request
 from streams.local import free_port
-from tests.chaos.servers import RestartableRedis
+from tests.servers import RestartableRedis
 from tests.fakes.openai_server import FakeOpenAI
 from tests.integration.kafka_tools import isolated_settings, running_pipeline
 

@@ -1,4 +1,4 @@
-"""Redis memory and dedupe against the real Redis on 127.0.0.1:6379, each test under its own random key prefix."""
+"""Redis memory and dedupe against a real redis-server (the tests' own), each test under its own random key prefix."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from schemas.records import MemoryItem
 
 pytestmark = pytest.mark.integration
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
@@ -124,8 +123,8 @@ async def test_ttl_applies_to_every_key_of_the_user(client, prefix):
         assert 0 < await client.ttl(key) <= 100
 
 
-async def test_from_url_and_aclose(prefix):
-    memory = RedisMemoryStore.from_url(REDIS_URL, prefix=prefix)
+async def test_from_url_and_aclose(prefix, redis_url):
+    memory = RedisMemoryStore.from_url(redis_url, prefix=prefix)
     await memory.add("alice", [item(1)])
     assert [i.id for i in await memory.items("alice")] == ["m-1"]
     await memory.forget("alice")

@@ -20,12 +20,12 @@ pytestmark = pytest.mark.asyncio
 @pytest.fixture
 async def setup(broker, redis_url, tmp_path, unique):
     settings = Settings.from_env({"GAPSTREAM_HOME": str(tmp_path), "GAPSTREAM_TOPIC_PREFIX": f"rc{unique}."})
-    await ensure_topics(broker.bootstrap, settings)
+    settings = await ensure_topics(broker.bootstrap, settings)  # resolved for the broker, as a client does
     client = aioredis.Redis.from_url(redis_url)
     claims = ResultClaims(client, prefix=f"rc{unique}:", lease_s=0.5)
     log = KafkaResultLog(broker.bootstrap, settings)
     await log.start()
-    producer = new_producer(broker.bootstrap)
+    producer = new_producer(broker.bootstrap, settings)
     await producer.start()
 
     async def send_result(request_id, status="completed"):

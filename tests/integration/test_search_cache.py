@@ -1,4 +1,4 @@
-"""The search cache on the real Redis (127.0.0.1:6379), in front of the real SerpAPI client and a fake SerpAPI."""
+"""The search cache on a real redis-server (the tests' own), in front of the real SerpAPI client and a fake SerpAPI."""
 
 from __future__ import annotations
 

@@ -2,8 +2,6 @@
 
 import pytest
 
-from tests.integration.conftest import broker, redis_url, unique  # noqa: F401  (fixtures)
-
 
 def pytest_collection_modifyitems(items):
     for item in items:

@@ -1,12 +1,15 @@
 """Real outside tools touch a running worker, as a user's own stack would.
 
+- Kafka's own console producer publishes a minimal JSON request, its console consumer reads the result back, and
+  `kafka-consumer-groups --describe` shows every gapstream group with zero lag afterwards (kafka-tools jars);
 - a Node.js producer/consumer on `kafkajs` (npm) publishes a minimal JSON request and reads its result back;
 - Debian's `prometheus` server scrapes the worker's /metrics and answers a query for a gapstream metric, and every
   query of the Grafana dashboard parses and runs on it;
 - `gapstream submit --wait --json` shows live progress on stderr while stdout stays the result record.
 
 `.ci/run` installs node, npm, prometheus and runs `npm ci` in tests/outside/node; on a machine without them the
-tests that need them skip and say what is missing.
+tests that need them skip and say what is missing, except in CI (`CI=true`), where a missing tool is a failure.
+The Kafka tools need the Kafka cluster (not Tansu, `GAPSTREAM_TEST_BROKER=tansu`).
 """
 
 import json
@@ -31,6 +34,14 @@ NODE_DIR = Path(__file__).parent / "node"
 DASHBOARD = ROOT / "infra/deploy/grafana/dashboards/gapstream.json"
 # Unique per run: Redis is shared, and memory written under a fixed name by other code would leak in.
 USERS = (f"olga-{os.urandom(3).hex()}", f"node-user-{os.urandom(3).hex()}")
+
+
+def _need(ok: bool, what: str) -> None:
+    """Skip where a tool is missing on a developer's machine; in CI the same is a failure, never a skip."""
+    if not ok:
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} (CI must run this test)", pytrace=False)
+        pytest.skip(what)
 
 
 def _cmd(*args):
@@ -124,10 +135,10 @@ def test_worker_logs_are_json_with_request_id_and_stage(submitted, deployment):
                                                          "publisher"}
 
 
-@pytest.mark.skipif(not shutil.which("node"), reason="Node.js is not installed (.ci/run installs nodejs and npm)")
 def test_a_nodejs_kafkajs_client_publishes_a_minimal_request_and_reads_its_result(deployment):
-    if not (NODE_DIR / "node_modules" / "kafkajs").is_dir():
-        pytest.skip("kafkajs is not installed: run `npm ci` in tests/outside/node (.ci/run does)")
+    _need(bool(shutil.which("node")), "Node.js is not installed (.ci/run installs nodejs and npm)")
+    _need((NODE_DIR / "node_modules" / "kafkajs").is_dir(),
+          "kafkajs is not installed: run `npm ci` in tests/outside/node (.ci/run does)")
     request_id = f"node-{os.urandom(4).hex()}"
     done = subprocess.run(["node", "roundtrip.mjs", deployment["bootstrap"], deployment["prefix"], request_id,
                            USERS[1], "a paper boat on a pond", "150"],
@@ -136,6 +147,53 @@ def test_a_nodejs_kafkajs_client_publishes_a_minimal_request_and_reads_its_resul
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["request_id"] == request_id and result["user_id"] == USERS[1]
     assert result["status"] == "completed" and result["images"] and result["prompt"].startswith("a paper boat")
+
+
+def test_kafka_console_producer_and_consumer_round_trip_a_minimal_request(deployment, broker):
+    _need(broker.kind == "kafka", "Kafka's console tools run against the Kafka cluster, not Tansu")
+    request_id = f"console-{os.urandom(4).hex()}"
+    minimal = json.dumps({"request_id": request_id, "user_id": USERS[0], "prompt": "a red kite over dunes"})
+    broker.tool("org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server", broker.bootstrap,
+                "--topic", f"{deployment['prefix']}requests", "--property", "parse.key=true",
+                "--property", "key.separator=\t", input_text=f"{request_id}\t{minimal}\n")
+    # From the beginning of `results`, keys printed: stop at the first line for our request.
+    consumer = subprocess.Popen(
+        broker.java_cmd("org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server", broker.bootstrap,
+                        "--topic", f"{deployment['prefix']}results", "--from-beginning",
+                        "--property", "print.key=true", "--property", "key.separator=\t", "--timeout-ms", "150000"),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in consumer.stdout:
+            key, _, value = line.rstrip("\n").partition("\t")
+            if key == request_id:
+                result = json.loads(value)
+                break
+        else:
+            pytest.fail(f"the console consumer saw no result for {request_id}")
+    finally:
+        consumer.kill()
+        consumer.wait()
+    assert result["status"] == "completed" and result["user_id"] == USERS[0] and result["images"]
+
+
+def test_kafka_consumer_groups_shows_every_stage_group_with_zero_lag(deployment, broker, submitted):
+    _need(broker.kind == "kafka", "kafka-consumer-groups runs against the Kafka cluster, not Tansu")
+    app = deployment["env"]["GAPSTREAM_APP_ID"]
+    stages = ("planner", "searcher", "enricher", "generator", "critic", "publisher")
+
+    def described():
+        out = broker.tool("org.apache.kafka.tools.consumer.group.ConsumerGroupCommand", "--bootstrap-server",
+                          broker.bootstrap, "--describe", "--all-groups").stdout
+        rows = [line.split() for line in out.splitlines() if line.startswith(f"{app}-")]
+        # GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG CONSUMER-ID HOST CLIENT-ID; an empty partition
+        # has no committed offset, and its lag shows as "-".
+        groups = {row[0] for row in rows}
+        lags = [row[5] if row[4] != "0" else "0" for row in rows if row[1].startswith(deployment["prefix"])]
+        consumed = [row for row in rows if row[1].startswith(deployment["prefix"]) and row[4] != "0"]
+        return (groups >= {f"{app}-{stage}" for stage in stages} and len(consumed) >= len(stages)
+                and all(lag == "0" for lag in lags) and (groups, lags))
+
+    _wait_for(described, 60, "every gapstream group at zero lag")
 
 
 def _families(port: int) -> dict:
@@ -179,8 +237,8 @@ async def test_metrics_cover_stages_requests_lag_and_errors_with_bounded_labels(
             assert not any(f in value for value in sample.labels.values() for f in forbidden), sample
 
 
-@pytest.mark.skipif(not shutil.which("prometheus"), reason="Debian's prometheus is not installed (.ci/run installs it)")
 def test_debian_prometheus_scrapes_the_worker_and_runs_every_dashboard_query(submitted, deployment, tmp_path):
+    _need(bool(shutil.which("prometheus")), "Debian's prometheus is not installed (.ci/run installs it)")
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
@@ -220,8 +278,8 @@ def test_debian_prometheus_scrapes_the_worker_and_runs_every_dashboard_query(sub
             proc.kill()
 
 
-@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian's prometheus) is not installed")
 def test_the_compose_scrape_config_passes_promtool():
+    _need(bool(shutil.which("promtool")), "promtool (Debian's prometheus) is not installed")
     done = subprocess.run(["promtool", "check", "config", str(ROOT / "infra/deploy/prometheus/prometheus.yml")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -230,9 +288,8 @@ def test_the_compose_scrape_config_passes_promtool():
 ASYNCAPI_SPEC = NODE_DIR / "node_modules" / "@asyncapi" / "specs" / "schemas" / "3.0.0.json"
 
 
-@pytest.mark.skipif(not ASYNCAPI_SPEC.is_file(),
-                    reason="@asyncapi/specs is not installed: run `npm ci` in tests/outside/node (.ci/run does)")
 def test_the_asyncapi_document_is_valid_against_the_official_asyncapi_3_schema():
+    _need(ASYNCAPI_SPEC.is_file(), "@asyncapi/specs is not installed: run `npm ci` in tests/outside/node (.ci/run does)")
     import jsonschema
     import yaml
 

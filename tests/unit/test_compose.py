@@ -9,12 +9,44 @@ from streams.backends import STAGES, SUPPORT_STAGES
 COMPOSE = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
 
 
+KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
+
+
 def test_stack_has_kafka_kraft_redis_and_gapstream_services():
     services = COMPOSE["services"]
-    assert {"kafka", "redis", "stages", "generator-gpu"} <= set(services)
-    kafka_env = services["kafka"]["environment"]
-    assert "controller" in kafka_env["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
+    assert {*KAFKA_NODES, "redis", "stages", "generator-gpu"} <= set(services)
+    for node in KAFKA_NODES:
+        assert "controller" in services[node]["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
     assert "zookeeper" not in services
+
+
+def test_compose_runs_the_kafka_version_and_replication_the_tests_prove():
+    """The same Kafka release as tests/kafka/pom.xml, and the replication settings of tests/kafka/cluster.py."""
+    from tests.kafka.cluster import KAFKA_VERSION
+
+    pom = (ROOT / "tests/kafka/pom.xml").read_text()
+    assert f"<kafka.version>{KAFKA_VERSION}</kafka.version>" in pom
+    envs = [COMPOSE["services"][node]["environment"] for node in KAFKA_NODES]
+    ids = {env["KAFKA_NODE_ID"] for env in envs}
+    assert ids == {1, 2, 3} and len({env["CLUSTER_ID"] for env in envs}) == 1
+    for node, env in zip(KAFKA_NODES, envs):
+        assert COMPOSE["services"][node]["image"] == f"apache/kafka:{KAFKA_VERSION}"
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{node}:9092"
+        assert (env["KAFKA_DEFAULT_REPLICATION_FACTOR"], env["KAFKA_MIN_INSYNC_REPLICAS"]) == (3, 2)
+        assert (env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"], env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"]) == (3, 2)
+        assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
+
+
+def test_the_tested_cluster_has_the_same_replication_settings(tmp_path, monkeypatch):
+    from tests.kafka import cluster
+
+    monkeypatch.setattr(cluster, "kafka_libs", lambda version=cluster.KAFKA_VERSION: tmp_path)
+    config = dict(line.split("=", 1) for line in
+                  cluster.KafkaCluster(tmp_path, nodes=3)._properties(cluster.KafkaNode(1, tmp_path, 1, 2)).splitlines())
+    assert (config["default.replication.factor"], config["min.insync.replicas"]) == ("3", "2")
+    assert (config["offsets.topic.replication.factor"], config["transaction.state.log.min.isr"]) == ("3", "2")
+    assert config["unclean.leader.election.enable"] == "false"
 
 
 def test_every_stage_runs_somewhere_and_the_gpu_generator_is_a_profile():
@@ -35,9 +67,9 @@ def test_gapstream_services_are_wired_to_kafka_and_redis():
     for name in ("stages", "generator-cpu", "generator-gpu"):
         service = COMPOSE["services"][name]
         env = service["environment"]
-        assert env["GAPSTREAM_KAFKA_BOOTSTRAP"] == "kafka:9092"
+        assert env["GAPSTREAM_KAFKA_BOOTSTRAP"] == ",".join(f"{node}:9092" for node in KAFKA_NODES)
         assert env["GAPSTREAM_REDIS_URL"].startswith("redis://redis:")
-        assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
+        assert all(service["depends_on"][node]["condition"] == "service_healthy" for node in KAFKA_NODES)
         assert any(volume.endswith(":/data/images") for volume in service["volumes"])
 
 

@@ -24,7 +24,7 @@ def test_sasl_scram_reaches_aiokafka_and_faust():
                                               "sasl_plain_username": "svc", "sasl_plain_password": "pw-SECRET-1"}
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    app = make_app(settings, "planner", "127.0.0.1:9092")
+    app = make_app(settings.with_overrides(broker_kind="kafka", topic_replication=3), "planner", "127.0.0.1:9092")
     auth = credentials_to_aiokafka_auth(app.conf.broker_credentials)
     assert auth["security_protocol"] == "SASL_PLAINTEXT" and auth["sasl_mechanism"] == "SCRAM-SHA-512"
     assert auth["sasl_plain_username"] == "svc" and auth["sasl_plain_password"] == "pw-SECRET-1"

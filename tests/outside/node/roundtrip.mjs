@@ -1,6 +1,6 @@
 // A user's own Node.js pipeline: publish a minimal request to gapstream's requests topic with kafkajs, read its
 // result back from the results topic, print the result as one JSON line on stdout.
-// usage: node roundtrip.mjs BOOTSTRAP TOPIC_PREFIX REQUEST_ID USER_ID PROMPT [TIMEOUT_S]
+// usage: node roundtrip.mjs BOOTSTRAP[,BOOTSTRAP…] TOPIC_PREFIX REQUEST_ID USER_ID PROMPT [TIMEOUT_S]
 import { Kafka, logLevel } from 'kafkajs';
 
 const [bootstrap, prefix, requestId, userId, prompt, timeoutS = '120'] = process.argv.slice(2);
@@ -13,7 +13,7 @@ if (!prompt) {
 const logCreator = () => ({ namespace, level, log }) => {
   if (level <= logLevel.WARN) console.error(`kafkajs ${namespace}: ${log.message}`);
 };
-const kafka = new Kafka({ clientId: 'gapstream-outside-node', brokers: [bootstrap], logLevel: logLevel.WARN, logCreator });
+const kafka = new Kafka({ clientId: 'gapstream-outside-node', brokers: bootstrap.split(','), logLevel: logLevel.WARN, logCreator });
 const consumer = kafka.consumer({ groupId: `outside-node-${requestId}`, maxWaitTimeInMs: 100 });
 const producer = kafka.producer({ allowAutoTopicCreation: false });
 
