@@ -14,7 +14,10 @@ from __future__ import annotations
 import re
 from typing import Union
 
-from agents.enricher import Enricher, RoundPlan
+from agents.enricher import DEFAULT_NEGATIVE, QUALITY_BOOST, Enricher, RoundPlan
+from agents.planner import DEFAULTS
+from agents.text import STYLE_TERMS
+from agents.visual import VISUAL
 from agents.llm_outputs import EnricherOutput, enricher_output_for
 from agents.llm_stage import ModelCall, Rejected, check_llm, check_on_error, with_trace
 from agents.memory import contains_phrase, content_words
@@ -170,17 +173,19 @@ class LLMEnricher:
             if leaked:
                 raise Rejected(f"model copied injected text into the {where} ({', '.join(leaked[:3])})")
 
-        # A prompt that leaves out what the user asked for is no enrichment of it (a tiny model, measured, answered
-        # with a line of its own instructions instead).
-        asked = set(content_words(record.base_prompt or request.prompt))
-        kept = asked & set(content_words(prompt))
-        if asked and len(kept) * 2 < len(asked):
-            missing = ", ".join(sorted(asked - kept)[:3])
-            raise Rejected(f"model wrote a prompt that leaves out the request ({missing})")
+        notes: list[str] = []
+        # A prompt that leaves out what the user asked for is no enrichment of it; the tiny model measured did that
+        # on most requests. Its additions are kept, after the user's own words, and what it added is checked below.
+        user_words = re.sub(r"\s+", " ", record.base_prompt or request.prompt).strip().rstrip(".,;: ")
+        asked = set(content_words(user_words))
+        if asked and len(asked & set(content_words(prompt))) * 2 < len(asked):
+            prompt = f"{user_words}, {prompt}"
+            if len(prompt) > MAX_PROMPT_CHARS:
+                raise Rejected("model wrote a prompt that leaves out the request, and too long to put it back")
+            notes.append("put the request's own words back in front of the model's prompt")
         gaps = {g.id: g for g in record.gaps}
         support = {gid: set(content_words(" ".join(t for _, t, _ in rows))) for gid, rows in evidence.items()}
         additions: list[PromptAddition] = []
-        notes: list[str] = []
         seen: set[tuple[str, str]] = set()
         for used in output.used:
             gap_id = (used.gap_id or "").strip()
@@ -212,5 +217,13 @@ class LLMEnricher:
         invented = unsourced(prompt, sources)
         if invented:
             raise Rejected(f"model added {', '.join(repr(w) for w in invented[:3])}, which no source gave")
+        # Mostly words that neither a source, the defaults nor the usual style vocabulary has: not an enrichment but
+        # something else (the tiny model measured wrote "Use only fact-specific details … in the data block").
+        vocabulary = set(content_words(" ".join([sources, *DEFAULTS.values(), " ".join(STYLE_TERMS), QUALITY_BOOST,
+                                                 *DEFAULT_NEGATIVE]))) | VISUAL
+        added = set(content_words(prompt)) - asked
+        unsupported = added - vocabulary
+        if len(unsupported) >= 4 and 2 * (len(added) - len(unsupported)) < len(added):
+            raise Rejected(f"model wrote mostly words no source gave ({', '.join(sorted(unsupported)[:3])})")
         return prompt, self.fallback.negative(record, extra=negative_terms), additions, notes
 

@@ -118,12 +118,27 @@ MAX_REMEMBERED = 4
 MAX_USED = 12
 
 
-def planner_output_for(memory_ids: list[str]) -> type[PlannerOutput]:
-    """PlannerOutput whose schema lets the model cite only the memory ids it was shown, and only gap ids g1…g8."""
+def _gap_by_kind(memory_ids: list[str], gap_ids: list[str], allowed: dict[str, frozenset[str]]) -> dict:
+    """The PlannedGap schema as one variant per kind, each with only the strategies that kind may use: a guided
+    decoder cannot then give "my dog" a web search (measured: the tiny model did, on most requests)."""
+    base = PlannedGap.model_json_schema()
+    properties = dict(base["properties"])
+    properties["memory_id"] = one_of(memory_ids)
+    properties["id"] = one_of(gap_ids, nullable=False)
+    variants = []
+    for kind, strategies in allowed.items():
+        props = {**properties, "kind": {"type": "string", "enum": [kind]},
+                 "strategy": {"type": "string", "enum": sorted(strategies)}}
+        variants.append({"type": "object", "properties": props, "required": ["kind", "strategy"]})
+    return {"anyOf": variants, "title": "PlannedGap"}
+
+
+def planner_output_for(memory_ids: list[str], allowed: dict[str, frozenset[str]]) -> type[PlannerOutput]:
+    """PlannerOutput whose schema lets the model cite only the memory ids it was shown and only gap ids g1…g8, and
+    give each kind of gap only the strategies that kind may use (`allowed`)."""
     gap_ids = [f"g{i + 1}" for i in range(MAX_PLANNED_GAPS)]
     return constrained(PlannerOutput, {  # type: ignore[return-value]
-        ("$defs", "PlannedGap", "properties", "memory_id"): one_of(memory_ids),
-        ("$defs", "PlannedGap", "properties", "id"): one_of(gap_ids, nullable=False),
+        ("$defs", "PlannedGap"): _gap_by_kind(memory_ids, gap_ids, allowed),
         ("$defs", "PlannedCheck", "properties", "gap_id"): one_of(gap_ids),
         ("properties", "gaps"): {"maxItems": MAX_PLANNED_GAPS},
         ("properties", "checklist"): {"maxItems": MAX_PLANNED_CHECKS},

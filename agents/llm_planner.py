@@ -105,7 +105,7 @@ class LLMPlanner:
         call = ModelCall(self.llm, self.template, stage="planner", round=0)
         try:
             # The schema the server decodes against names the memory ids shown, so a model cannot cite others.
-            output = await call.run(self.user_message(request, aliases), planner_output_for(list(aliases)))
+            output = await call.run(self.user_message(request, aliases), planner_output_for(list(aliases), ALLOWED))
             plan = _Plan(request, view, aliases, call.model, injected_sentences(i.text for i in shown))
             gaps, checklist, used, stated = plan.build(output)
             dropped = [*(call.reply.dropped if call.reply else ()), *plan.dropped]

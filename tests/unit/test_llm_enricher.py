@@ -99,6 +99,14 @@ async def test_round_zero_prompt_with_every_used_fact_traced_to_its_gap_and_sour
     assert "- g2 (knowledge): fair mascot: no search results" in sent.user
 
 
+async def test_a_prompt_without_the_request_gets_the_users_words_back_in_front():
+    answer = {**GOOD, "prompt": "emerald lanterns in Lisbon, silver paper boats, gouache style"}
+    out = await enricher(ScriptedLLM(answer))(results())
+    assert out.prompt == f"{USER}, emerald lanterns in Lisbon, silver paper boats, gouache style"
+    [kept] = out.degraded
+    assert "put the request's own words back" in kept and out.llm_calls[0].outcome == "ok"
+
+
 @pytest.mark.parametrize("change, note", [
     ({"used": [{"text": "emerald lanterns in Lisbon", "gap_id": "g9"}]}, "from g9 (unknown gap) to g1"),
     ({"used": [{"text": "emerald lanterns in Lisbon", "gap_id": "g2"}]}, "from g2 (unfilled gap) to g1"),
@@ -121,7 +129,7 @@ async def test_a_wrong_citation_is_repaired_or_dropped_and_the_valid_prompt_kept
      "which no filled gap says"),
     ({"prompt": f"{USER}, emerald lanterns in Madrid, 1999 edition", "used": []}, "model added 'Madrid', '1999'"),
     ({"prompt": "Use only fact-specific details that can be found in the data block.", "used": []},
-     "model wrote a prompt that leaves out the request"),
+     "model wrote mostly words no source gave"),
     ({"prompt": "   "}, "model wrote an empty prompt"),
 ])
 async def test_uncited_or_invented_facts_fall_back_to_the_heuristic_prompt(change, reason):

@@ -249,10 +249,14 @@ async def test_the_schema_sent_lets_the_model_cite_only_the_memory_ids_it_was_sh
     llm = ScriptedLLM({"gaps": []})
     await planner(llm, store)(request("my dog in my usual style"))
     schema = llm.calls[0].output.model_json_schema()
-    cited = schema["$defs"]["PlannedGap"]["properties"]["memory_id"]
+    variants = {v["properties"]["kind"]["enum"][0]: v for v in schema["$defs"]["PlannedGap"]["anyOf"]}
+    cited = variants["memory"]["properties"]["memory_id"]
     assert cited["anyOf"][0]["enum"] == ["m1", "m2"] and cited["anyOf"][1] == {"type": "null"}
     assert schema["properties"]["gaps"]["maxItems"] == 8
+    # Each kind may only take the strategies it is allowed: no web search for "my dog" at decode time.
+    assert variants["memory"]["properties"]["strategy"]["enum"] == ["ask", "memory"]
+    assert "search" in variants["knowledge"]["properties"]["strategy"]["enum"]
     empty = ScriptedLLM({"gaps": []})
     await planner(empty, FakeMemoryStore())(request("a fox"))
-    assert empty.calls[0].output.model_json_schema()["$defs"]["PlannedGap"]["properties"]["memory_id"] == {
-        "type": "null"}
+    variants = empty.calls[0].output.model_json_schema()["$defs"]["PlannedGap"]["anyOf"]
+    assert all(v["properties"]["memory_id"] == {"type": "null"} for v in variants)
