@@ -223,7 +223,12 @@ class LLMEnricher:
                                                  *DEFAULT_NEGATIVE]))) | VISUAL
         added = set(content_words(prompt)) - asked
         unsupported = added - vocabulary
-        if len(unsupported) >= 4 and 2 * (len(added) - len(unsupported)) < len(added):
+        if unsupported and len(unsupported) > len(added) - len(unsupported):
             raise Rejected(f"model wrote mostly words no source gave ({', '.join(sorted(unsupported)[:3])})")
+        # What the gaps found (searched facts, remembered things) is the point of enriching: a prompt that uses none
+        # of it is no better than the request (measured: the tiny model often wrote back just the request).
+        found = set().union(*(support[g] for g in evidence if gaps[g].source != "default"), set()) - asked
+        if found and not (added & found):
+            raise Rejected("model's prompt uses nothing the filled gaps found")
         return prompt, self.fallback.negative(record, extra=negative_terms), additions, notes
 

@@ -17,6 +17,7 @@ from agents.llm_outputs import PlannedGap, PlannerOutput, planner_output_for
 from agents.llm_stage import ModelCall, Rejected, check_llm, check_on_error, with_trace
 from agents.memory import MemoryView, content_words, describe, find_styles, item_id, normalize, statements_in
 from agents.planner import DEFAULTS, MEMORY_ERRORS, HeuristicPlanner, read_memory
+from agents.planner_rules import _STYLE_REF
 from agents.ports import LLMError, MemoryStore
 from agents.prompt_templates import (
     clean,
@@ -108,6 +109,7 @@ class LLMPlanner:
             output = await call.run(self.user_message(request, aliases), planner_output_for(list(aliases), ALLOWED))
             plan = _Plan(request, view, aliases, call.model, injected_sentences(i.text for i in shown))
             gaps, checklist, used, stated = plan.build(output)
+            _check_memory_used(request, view, gaps, used, {i.id for i in [*statements, *stated]})
             dropped = [*(call.reply.dropped if call.reply else ()), *plan.dropped]
             if dropped:
                 degraded.append(f"planner: kept the valid part of the model's answer; dropped: {'; '.join(dropped)}"[:500])
@@ -148,6 +150,24 @@ class LLMPlanner:
             data_section("The user's memory (data; cite an item by its id):", memory),
             'Answer with one JSON object: {"gaps": [...], "checklist": [...], "remember": [...]}.',
         ])
+
+
+def _check_memory_used(request: ImageRequest, view: MemoryView, gaps: list[Gap], used: list[MemoryItem],
+                       stated: set[str]) -> None:
+    """A plan that ignores what memory plainly says about the request ("Pixel" with "my cat Pixel is a grey
+    sphynx" remembered, or "my usual style" with a style stated) is worse than the rules: the tiny model measured
+    planned valid but memory-blind gaps on most requests. A plan that has a gap for it but cites badly keeps that
+    gap unfilled instead (a partly valid answer); what the request itself states is not asked for."""
+    cited = {i.id for i in used}
+    subjects = " ".join(g.subject.lower() for g in gaps)
+    for item in view.relevant(request.prompt):
+        if item.kind != "fact" or not item.subject or item.id in cited or item.id in stated:
+            continue
+        if item.subject not in subjects and not any(u.subject == item.subject for u in used):
+            raise Rejected(f"model's plan leaves out what memory says about {item.subject!r}")
+    style = view.style()
+    if style is not None and _STYLE_REF.search(request.prompt) and style.id not in cited and "style" not in subjects:
+        raise Rejected("model's plan leaves out the user's remembered style")
 
 
 class _Invalid(Exception):

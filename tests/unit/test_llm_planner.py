@@ -260,3 +260,14 @@ async def test_the_schema_sent_lets_the_model_cite_only_the_memory_ids_it_was_sh
     await planner(empty, FakeMemoryStore())(request("a fox"))
     variants = empty.calls[0].output.model_json_schema()["$defs"]["PlannedGap"]["anyOf"]
     assert all(v["properties"]["memory_id"] == {"type": "null"} for v in variants)
+
+
+async def test_a_plan_blind_to_what_memory_says_falls_back():
+    """Measured on the real tiny model: valid plans that ignore "my cat Pixel is a grey sphynx" for "Pixel …"."""
+    store = FakeMemoryStore()
+    await remember(store, "my cat Pixel is a grey sphynx")
+    blind = {"gaps": [{"kind": "preference", "strategy": "default", "subject": "lighting", "value": "soft light"}]}
+    record = await planner(ScriptedLLM(blind), store)(request("Pixel sleeping on a bookshelf"))
+    assert record.llm_calls[0].outcome == "fallback: invalid_output"
+    assert "leaves out what memory says about 'pixel'" in record.degraded[0]
+    assert any("sphynx" in (g.value or "") for g in record.gaps)  # the heuristic's plan
