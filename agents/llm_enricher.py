@@ -229,6 +229,6 @@ class LLMEnricher:
         # of it is no better than the request (measured: the tiny model often wrote back just the request).
         found = set().union(*(support[g] for g in evidence if gaps[g].source != "default"), set()) - asked
         if found and not (added & found):
-            raise Rejected("model's prompt uses nothing the filled gaps found")
+            raise Rejected("model wrote a prompt that uses nothing the filled gaps found")
         return prompt, self.fallback.negative(record, extra=negative_terms), additions, notes
 

@@ -131,7 +131,7 @@ async def test_a_wrong_citation_is_repaired_or_dropped_and_the_valid_prompt_kept
     ({"prompt": "Use only fact-specific details that can be found in the data block.", "used": []},
      "model wrote mostly words no source gave"),
     ({"prompt": f"{USER}, EnricherOutput", "used": []}, "model wrote mostly words no source gave"),
-    ({"prompt": f"{USER}, soft natural lighting", "used": []}, "model's prompt uses nothing the filled gaps found"),
+    ({"prompt": f"{USER}, soft natural lighting", "used": []}, "model wrote a prompt that uses nothing the filled gaps found"),
     ({"prompt": "   "}, "model wrote an empty prompt"),
 ])
 async def test_uncited_or_invented_facts_fall_back_to_the_heuristic_prompt(change, reason):
