@@ -178,13 +178,17 @@ class LLMEnricher:
         # on most requests. Its additions are kept, after the user's own words, and what it added is checked below.
         user_words = re.sub(r"\s+", " ", record.base_prompt or request.prompt).strip().rstrip(".,;: ")
         asked = set(content_words(user_words))
-        if asked and len(asked & set(content_words(prompt))) * 2 < len(asked):
+        gaps = {g.id: g for g in record.gaps}
+        support = {gid: set(content_words(" ".join(t for _, t, _ in rows))) for gid, rows in evidence.items()}
+        found = set().union(*(support[g] for g in evidence if gaps[g].source != "default"), set()) - asked
+        # A rewrite that resolves the request with what the gaps found ("the plant given on Mother's Day" → "pink
+        # carnations") may drop its words; one that drops them and uses nothing found gets them back in front.
+        if asked and len(asked & set(content_words(prompt))) * 2 < len(asked) \
+                and not set(content_words(prompt)) & found:
             prompt = f"{user_words}, {prompt}"
             if len(prompt) > MAX_PROMPT_CHARS:
                 raise Rejected("model wrote a prompt that leaves out the request, and too long to put it back")
             notes.append("put the request's own words back in front of the model's prompt")
-        gaps = {g.id: g for g in record.gaps}
-        support = {gid: set(content_words(" ".join(t for _, t, _ in rows))) for gid, rows in evidence.items()}
         additions: list[PromptAddition] = []
         seen: set[tuple[str, str]] = set()
         for used in output.used:
@@ -227,7 +231,6 @@ class LLMEnricher:
             raise Rejected(f"model wrote mostly words no source gave ({', '.join(sorted(unsupported)[:3])})")
         # What the gaps found (searched facts, remembered things) is the point of enriching: a prompt that uses none
         # of it is no better than the request (measured: the tiny model often wrote back just the request).
-        found = set().union(*(support[g] for g in evidence if gaps[g].source != "default"), set()) - asked
         if found and not (added & found):
             raise Rejected("model wrote a prompt that uses nothing the filled gaps found")
         return prompt, self.fallback.negative(record, extra=negative_terms), additions, notes

@@ -99,10 +99,19 @@ async def test_round_zero_prompt_with_every_used_fact_traced_to_its_gap_and_sour
     assert "- g2 (knowledge): fair mascot: no search results" in sent.user
 
 
-async def test_a_prompt_without_the_request_gets_the_users_words_back_in_front():
-    answer = {**GOOD, "prompt": "emerald lanterns in Lisbon, silver paper boats, gouache style"}
+async def test_a_rewrite_that_resolves_the_request_with_what_was_found_is_kept_as_written():
+    answer = {**GOOD, "prompt": "emerald lanterns in Lisbon, silver paper boats, gouache style, soft natural lighting"}
     out = await enricher(ScriptedLLM(answer))(results())
-    assert out.prompt == f"{USER}, emerald lanterns in Lisbon, silver paper boats, gouache style"
+    assert out.prompt == answer["prompt"] and out.degraded == [] and out.llm_calls[0].outcome == "ok"
+
+
+async def test_a_prompt_that_drops_the_request_and_found_nothing_gets_the_users_words_back_in_front():
+    record = results()
+    record = record.model_copy(update={"gaps": [g for g in record.gaps if g.source in (None, "default")],
+                                       "facts": [], "memory_used": [], "checklist": []})
+    answer = {"prompt": "soft natural lighting, detailed digital illustration", "negative_prompt": "", "used": []}
+    out = await enricher(ScriptedLLM(answer))(record)
+    assert out.prompt == f"{USER}, soft natural lighting, detailed digital illustration"
     [kept] = out.degraded
     assert "put the request's own words back" in kept and out.llm_calls[0].outcome == "ok"
 
