@@ -1,8 +1,12 @@
-"""Clarifying questions: when memory cannot fill a gap, ask the user (if the request allows it) or use a default.
+"""Clarifying questions: when memory cannot fill a gap, ask the user (if the request allows it), else leave it out.
 
 Pure functions over records; the wiring (`streams/clarify.py`) publishes the question, keeps the request waiting
 in Redis and resumes it when the answer comes. A request is asked at most once: after an answer, anything still
-unknown gets a default, so a request has at most one `needs_clarification` result and then one final result.
+unknown stays unfilled, so a request has at most one `needs_clarification` result and then one final result.
+
+Nothing is invented for what only the user knows: "my dog" that memory does not know stays "my dog" in the prompt
+(the user's own words), never "a simple dog". Only a style has a default, because a style is a preference a
+default can stand in for (and it says it is a default).
 """
 
 from __future__ import annotations
@@ -22,15 +26,15 @@ def _askable(gap: Gap) -> bool:
     return gap.kind in ASKABLE_KINDS and (gap.status == "unfilled" or (gap.strategy == "ask" and gap.status == "open"))
 
 
-def default_for(gap: Gap) -> str:
-    if gap.subject == "style":
-        return DEFAULTS["style"]
-    return f"a simple {gap.subject}" if gap.subject else "a simple subject"
+def default_for(gap: Gap) -> Optional[str]:
+    """The default that may stand in for an unknown gap: only a style has one."""
+    return DEFAULTS["style"] if gap.subject == "style" else None
 
 
 def settle(record: GapsRecord, allow_question: bool) -> Optional[Gap]:
-    """Mark the first gap memory could not fill as a question (`strategy="ask"`, open) when allowed, and fill every
-    other such gap with a recorded default. Returns the gap to ask about, or None. Changes `record` in place."""
+    """Mark the first gap memory could not fill as a question (`strategy="ask"`, open) when allowed; every other
+    such gap gets the style default when it is a style, and otherwise stays unfilled with the reason. Returns the
+    gap to ask about, or None. Changes `record` in place."""
     asked: Optional[Gap] = None
     for gap in record.gaps:
         if not _askable(gap):
@@ -41,10 +45,15 @@ def settle(record: GapsRecord, allow_question: bool) -> Optional[Gap]:
             gap.reason = f"{why}; asking the user"
             asked = gap
             continue
+        limit = "only one question per request" if allow_question else "clarification not allowed"
+        default = default_for(gap)
+        if default is None:
+            gap.status = "unfilled"
+            gap.reason = f"{why}; {limit}: left to the user's own words, nothing invented"
+            continue
         gap.strategy, gap.status, gap.value, gap.source, gap.filled_by = (
-            "default", "filled", default_for(gap), "default", "default")
-        gap.reason = f"{why}; " + ("only one question per request: default used" if allow_question
-                                   else "clarification not allowed: default used")
+            "default", "filled", default, "default", "default")
+        gap.reason = f"{why}; {limit}: default style used"
     return asked
 
 

@@ -12,9 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
 
-from agents.memory import contains_phrase
+from agents.memory import contains_phrase, content_words
 from agents.ports import GenerationDefaults
 from agents.prompt_templates import looks_like_instruction
+from agents.visual import visual_first
 from schemas.records import (
     MAX_ROUNDS,
     ChecklistItem,
@@ -37,14 +38,23 @@ _STYLE_NOUNS = re.compile(r"\b(?:style|art|painting|sketch(?:es)?|drawing|illust
 
 
 def _phrase(gap: Gap) -> str:
-    """The words a filled gap adds to the prompt."""
+    """The words a filled gap adds to the prompt; for a searched fact, its drawable clauses (`_rest` has the others)."""
     value = re.sub(r"\s+", " ", gap.value or "").strip()
     if gap.kind == "knowledge":
-        value = re.sub(r"^(?:the|a|an)\s+", "", value, flags=re.I)
+        value = re.sub(r"^(?:the|a|an)\s+", "", visual_first(value)[0], flags=re.I)
         value = value.replace(";", ",").rstrip(".!? ")
     elif gap.subject == "style" and not _STYLE_NOUNS.search(value):
         value = f"{value} style"
     return value.strip(" ,")
+
+
+def _rest(gap: Gap) -> str:
+    """The less visual clauses of a searched fact ("The Velo E2 is the newest Velo bike"): added after everything
+    else, and only while the prompt has room."""
+    if gap.kind != "knowledge":
+        return ""
+    rest = visual_first(re.sub(r"\s+", " ", gap.value or "").strip())[1]
+    return re.sub(r"^(?:the|a|an)\s+", "", rest, flags=re.I).replace(";", ",").rstrip(".!? ").strip(" ,")
 
 
 def _words(text: str) -> int:
@@ -187,6 +197,14 @@ class Enricher:
                 applied = True
         for gap in (g for g in filled if g.id not in failed_gaps):
             add_gap(gap)
+        # What a searched fact says that cannot be drawn comes last, and only while CLIP would still read it.
+        for gap in filled:
+            rest = _rest(gap)
+            # "During Diwali" after a Diwali request says nothing new.
+            if set(content_words(rest)) <= set(content_words(", ".join(parts))):
+                continue
+            if rest and _words(", ".join([*parts, rest])) <= MAX_PROMPT_WORDS:
+                add(rest, gap.id, gap.source or "")
         if quality_problems and not applied:
             add(QUALITY_BOOST, "", "critique:quality")
         return ", ".join(parts), additions

@@ -14,8 +14,11 @@ from __future__ import annotations
 import re
 from typing import Union
 
-from agents.enricher import Enricher, RoundPlan
-from agents.llm_outputs import EnricherOutput
+from agents.enricher import DEFAULT_NEGATIVE, QUALITY_BOOST, Enricher, RoundPlan
+from agents.planner import DEFAULTS
+from agents.text import STYLE_TERMS
+from agents.visual import VISUAL
+from agents.llm_outputs import EnricherOutput, enricher_output_for
 from agents.llm_stage import ModelCall, Rejected, check_llm, check_on_error, with_trace
 from agents.memory import contains_phrase, content_words
 from agents.ports import LLMError
@@ -88,12 +91,15 @@ class LLMEnricher:
         plan = self.fallback.prepare(record)  # a record that cannot be enriched is an error, not a fallback
         call = ModelCall(self.llm, self.template, stage="enricher", round=plan.round)
         try:
-            output = await call.run(self.user_message(plan), EnricherOutput)
-            prompt, negative, additions = self.check(output, plan)
+            # The schema the server decodes against lets `used` cite only the gaps that were filled.
+            output = await call.run(self.user_message(plan), enricher_output_for(list(_evidence(plan.record))))
+            prompt, negative, additions, notes = self.check(output, plan)
         except (LLMError, Rejected) as exc:
             note, trace = call.failed(exc, self.on_error)
             return with_trace(self.fallback.enrich(record), trace, [note])
-        return with_trace(self.fallback.build(plan, prompt, additions, negative), call.trace())
+        notes = [*(call.reply.dropped if call.reply else ()), *notes]
+        kept = [f"enricher: kept the valid part of the model's answer; {'; '.join(notes)}"[:500]] if notes else []
+        return with_trace(self.fallback.build(plan, prompt, additions, negative), call.trace(), kept)
 
     def user_message(self, plan: RoundPlan) -> str:
         record, request = plan.record, plan.record.request
@@ -141,8 +147,12 @@ class LLMEnricher:
                         '"used": [{"text": "...", "gap_id": "g1"}]}.')
         return "\n\n".join(s for s in sections if s)
 
-    def check(self, output: EnricherOutput, plan: RoundPlan) -> tuple[str, str, list[PromptAddition]]:
-        """(prompt, negative prompt, additions) from the model's answer, or `Rejected` with the reason."""
+    def check(self, output: EnricherOutput, plan: RoundPlan) -> tuple[str, str, list[PromptAddition], list[str]]:
+        """(prompt, negative prompt, additions, notes) from the model's answer, or `Rejected` with the reason.
+
+        A citation that is wrong but whose phrase another filled gap does say is re-cited to that gap; one whose
+        phrase is not in the prompt is dropped; `notes` says which. A phrase in the prompt that no filled gap says,
+        an invented name or number, or copied injected text still rejects the whole answer."""
         record, request = plan.record, plan.record.request
         if len(output.prompt) > MAX_PROMPT_CHARS:
             raise Rejected(f"model wrote a prompt of {len(output.prompt)} characters (limit {MAX_PROMPT_CHARS})")
@@ -163,23 +173,44 @@ class LLMEnricher:
             if leaked:
                 raise Rejected(f"model copied injected text into the {where} ({', '.join(leaked[:3])})")
 
+        notes: list[str] = []
+        # A prompt that leaves out what the user asked for is no enrichment of it; the tiny model measured did that
+        # on most requests. Its additions are kept, after the user's own words, and what it added is checked below.
+        user_words = re.sub(r"\s+", " ", record.base_prompt or request.prompt).strip().rstrip(".,;: ")
+        asked = set(content_words(user_words))
         gaps = {g.id: g for g in record.gaps}
+        support = {gid: set(content_words(" ".join(t for _, t, _ in rows))) for gid, rows in evidence.items()}
+        found = set().union(*(support[g] for g in evidence if gaps[g].source != "default"), set()) - asked
+        # A rewrite that resolves the request with what the gaps found ("the plant given on Mother's Day" → "pink
+        # carnations") may drop its words; one that drops them and uses nothing found gets them back in front.
+        if asked and len(asked & set(content_words(prompt))) * 2 < len(asked) \
+                and not set(content_words(prompt)) & found:
+            prompt = f"{user_words}, {prompt}"
+            if len(prompt) > MAX_PROMPT_CHARS:
+                raise Rejected("model wrote a prompt that leaves out the request, and too long to put it back")
+            notes.append("put the request's own words back in front of the model's prompt")
         additions: list[PromptAddition] = []
         seen: set[tuple[str, str]] = set()
         for used in output.used:
-            gap_id = used.gap_id.strip()
-            if gap_id not in evidence:
-                state = f"{gaps[gap_id].status} gap" if gap_id in gaps else "unknown gap"
-                raise Rejected(f"model cited {state} {clean(gap_id, 40)!r}")
+            gap_id = (used.gap_id or "").strip()
             text = clean(used.text, 300).strip(" ,")
-            if not text or (text.lower(), gap_id) in seen:
+            if not text:
                 continue
             words = set(content_words(text))
             if not (contains_phrase(prompt, text) or (words and words <= set(content_words(prompt)))):
-                raise Rejected(f"model claimed {text[:60]!r} from {gap_id}, but the prompt does not contain it")
-            support = set(content_words(" ".join(t for _, t, _ in evidence[gap_id])))
-            if words and not words & support:
-                raise Rejected(f"model cited {gap_id} for {text[:60]!r}, which that gap does not say")
+                notes.append(f"dropped the claim {text[:40]!r} ({clean(gap_id, 20)}): not in the prompt")
+                continue
+            if gap_id not in evidence or (words and not words & support[gap_id]):
+                state = ("unknown gap" if gap_id not in gaps else f"{gaps[gap_id].status} gap") \
+                    if gap_id not in evidence else "a gap that does not say it"
+                better = max(evidence, key=lambda g: len(words & support[g]), default=None)
+                if better is None or not words & support[better]:
+                    raise Rejected(f"model cited {state} {clean(gap_id, 40)!r} for {text[:60]!r}, which no "
+                                   f"filled gap says")
+                notes.append(f"re-cited {text[:40]!r} from {clean(gap_id, 20)} ({state}) to {better}")
+                gap_id = better
+            if (text.lower(), gap_id) in seen:
+                continue
             seen.add((text.lower(), gap_id))
             additions.append(PromptAddition(text=text, gap_id=gap_id, source=gaps[gap_id].source or ""))
 
@@ -190,5 +221,17 @@ class LLMEnricher:
         invented = unsourced(prompt, sources)
         if invented:
             raise Rejected(f"model added {', '.join(repr(w) for w in invented[:3])}, which no source gave")
-        return prompt, self.fallback.negative(record, extra=negative_terms), additions
+        # Mostly words that neither a source, the defaults nor the usual style vocabulary has: not an enrichment but
+        # something else (the tiny model measured wrote "Use only fact-specific details … in the data block").
+        vocabulary = set(content_words(" ".join([sources, *DEFAULTS.values(), " ".join(STYLE_TERMS), QUALITY_BOOST,
+                                                 *DEFAULT_NEGATIVE]))) | VISUAL
+        added = set(content_words(prompt)) - asked
+        unsupported = added - vocabulary
+        if unsupported and len(unsupported) > len(added) - len(unsupported):
+            raise Rejected(f"model wrote mostly words no source gave ({', '.join(sorted(unsupported)[:3])})")
+        # What the gaps found (searched facts, remembered things) is the point of enriching: a prompt that uses none
+        # of it is no better than the request (measured: the tiny model often wrote back just the request).
+        if found and not (added & found):
+            raise Rejected("model wrote a prompt that uses nothing the filled gaps found")
+        return prompt, self.fallback.negative(record, extra=negative_terms), additions, notes
 

@@ -72,3 +72,83 @@ class CriticOutput(_Output):
     score: float = Field(description="the best draft's score, 0..1")
     verdict: Literal["accept", "revise"] = "revise"
     suggestions: list[str] = Field(default_factory=list, description="up to 5 prompt changes for the next round")
+
+
+def constrained(model: type[_Output], limits: dict[tuple[str, ...], dict]) -> type[_Output]:
+    """`model` with a JSON Schema (what the server decodes against) narrowed at the given paths, e.g. a memory id
+    that must be one of the ids shown, or a list of at most 8 gaps. Validation stays the base model's: a server that
+    ignores the schema can still answer anything, and the stage's own checks keep what is valid of it."""
+    base = model.model_json_schema()
+
+    def narrowed() -> dict:
+        import copy
+
+        schema = copy.deepcopy(base)
+        for path, replacement in limits.items():
+            node = schema
+            for key in path[:-1]:
+                node = node[key]
+            if path[-1] in node and set(replacement) <= {"maxItems", "minItems"}:
+                node[path[-1]] = {**node[path[-1]], **replacement}  # a bound beside the list's own items
+            else:
+                node[path[-1]] = replacement
+        return schema
+
+    class Narrowed(model):  # type: ignore[misc, valid-type]
+        @classmethod
+        def model_json_schema(cls, *args, **kwargs):  # noqa: D102 - same contract as pydantic's
+            return narrowed()
+
+    Narrowed.__name__ = model.__name__
+    Narrowed.__qualname__ = model.__qualname__
+    return Narrowed
+
+
+def one_of(values: list[str], nullable: bool = True) -> dict:
+    """A string that must be one of `values` (or null); just null when there are none to choose from."""
+    if not values:
+        return {"type": "null"}
+    choice = {"type": "string", "enum": list(values)}
+    return {"anyOf": [choice, {"type": "null"}]} if nullable else choice
+
+
+MAX_PLANNED_GAPS = 8
+MAX_PLANNED_CHECKS = 12
+MAX_REMEMBERED = 4
+MAX_USED = 12
+
+
+def _gap_by_kind(memory_ids: list[str], gap_ids: list[str], allowed: dict[str, frozenset[str]]) -> dict:
+    """The PlannedGap schema as one variant per kind, each with only the strategies that kind may use: a guided
+    decoder cannot then give "my dog" a web search (measured: the tiny model did, on most requests)."""
+    base = PlannedGap.model_json_schema()
+    properties = dict(base["properties"])
+    properties["memory_id"] = one_of(memory_ids)
+    properties["id"] = one_of(gap_ids, nullable=False)
+    variants = []
+    for kind, strategies in allowed.items():
+        props = {**properties, "kind": {"type": "string", "enum": [kind]},
+                 "strategy": {"type": "string", "enum": sorted(strategies)}}
+        variants.append({"type": "object", "properties": props, "required": ["kind", "strategy"]})
+    return {"anyOf": variants, "title": "PlannedGap"}
+
+
+def planner_output_for(memory_ids: list[str], allowed: dict[str, frozenset[str]]) -> type[PlannerOutput]:
+    """PlannerOutput whose schema lets the model cite only the memory ids it was shown and only gap ids g1…g8, and
+    give each kind of gap only the strategies that kind may use (`allowed`)."""
+    gap_ids = [f"g{i + 1}" for i in range(MAX_PLANNED_GAPS)]
+    return constrained(PlannerOutput, {  # type: ignore[return-value]
+        ("$defs", "PlannedGap"): _gap_by_kind(memory_ids, gap_ids, allowed),
+        ("$defs", "PlannedCheck", "properties", "gap_id"): one_of(gap_ids),
+        ("properties", "gaps"): {"maxItems": MAX_PLANNED_GAPS},
+        ("properties", "checklist"): {"maxItems": MAX_PLANNED_CHECKS},
+        ("properties", "remember"): {"maxItems": MAX_REMEMBERED},
+    })
+
+
+def enricher_output_for(gap_ids: list[str]) -> type[EnricherOutput]:
+    """EnricherOutput whose schema lets `used` cite only the filled gaps' ids."""
+    return constrained(EnricherOutput, {  # type: ignore[return-value]
+        ("$defs", "UsedFact", "properties", "gap_id"): one_of(gap_ids, nullable=False),
+        ("properties", "used"): {"maxItems": MAX_USED if gap_ids else 0},
+    })

@@ -13,10 +13,11 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Callable, Optional, Union
 
-from agents.llm_outputs import PlannedGap, PlannerOutput
+from agents.llm_outputs import PlannedGap, PlannerOutput, planner_output_for
 from agents.llm_stage import ModelCall, Rejected, check_llm, check_on_error, with_trace
 from agents.memory import MemoryView, content_words, describe, find_styles, item_id, normalize, statements_in
 from agents.planner import DEFAULTS, MEMORY_ERRORS, HeuristicPlanner, read_memory
+from agents.planner_rules import _STYLE_REF
 from agents.ports import LLMError, MemoryStore
 from agents.prompt_templates import (
     clean,
@@ -104,9 +105,14 @@ class LLMPlanner:
 
         call = ModelCall(self.llm, self.template, stage="planner", round=0)
         try:
-            output = await call.run(self.user_message(request, aliases), PlannerOutput)
+            # The schema the server decodes against names the memory ids shown, so a model cannot cite others.
+            output = await call.run(self.user_message(request, aliases), planner_output_for(list(aliases), ALLOWED))
             plan = _Plan(request, view, aliases, call.model, injected_sentences(i.text for i in shown))
             gaps, checklist, used, stated = plan.build(output)
+            _check_memory_used(request, view, gaps, used, {i.id for i in [*statements, *stated]})
+            dropped = [*(call.reply.dropped if call.reply else ()), *plan.dropped]
+            if dropped:
+                degraded.append(f"planner: kept the valid part of the model's answer; dropped: {'; '.join(dropped)}"[:500])
         except (LLMError, Rejected) as exc:
             note, trace = call.failed(exc, self.on_error)
             return with_trace(mark_heuristic(await self.fallback(request)), trace, [note])
@@ -146,6 +152,28 @@ class LLMPlanner:
         ])
 
 
+def _check_memory_used(request: ImageRequest, view: MemoryView, gaps: list[Gap], used: list[MemoryItem],
+                       stated: set[str]) -> None:
+    """A plan that ignores what memory plainly says about the request ("Pixel" with "my cat Pixel is a grey
+    sphynx" remembered, or "my usual style" with a style stated) is worse than the rules: the tiny model measured
+    planned valid but memory-blind gaps on most requests. A plan that has a gap for it but cites badly keeps that
+    gap unfilled instead (a partly valid answer); what the request itself states is not asked for."""
+    cited = {i.id for i in used}
+    subjects = " ".join(g.subject.lower() for g in gaps)
+    for item in view.relevant(request.prompt):
+        if item.kind != "fact" or not item.subject or item.id in cited or item.id in stated:
+            continue
+        if item.subject not in subjects and not any(u.subject == item.subject for u in used):
+            raise Rejected(f"model's plan leaves out what memory says about {item.subject!r}")
+    style = view.style()
+    if style is not None and _STYLE_REF.search(request.prompt) and style.id not in cited and "style" not in subjects:
+        raise Rejected("model's plan leaves out the user's remembered style")
+
+
+class _Invalid(Exception):
+    """One gap of the answer breaks a rule; the gap is dropped, the rest of the answer kept."""
+
+
 class _Plan:
     """Turns one `PlannerOutput` into gaps, checklist, memory used and statements, or raises `Rejected`."""
 
@@ -156,6 +184,7 @@ class _Plan:
         self.model = model
         self.injected = injected
         self.used: dict[str, MemoryItem] = {}
+        self.dropped: list[str] = []
 
     def _guard(self, where: str, *texts: Optional[str]) -> None:
         for text in texts:
@@ -168,17 +197,30 @@ class _Plan:
                 raise Rejected(f"model copied injected memory text into {where} ({', '.join(leaked[:3])})")
 
     def build(self, output: PlannerOutput):
+        """Gaps, checklist, memory used, statements. A gap that breaks a rule a schema cannot state (a strategy its
+        kind may not use, a search without a query) is dropped and the rest kept; an answer with nothing valid
+        left, or one that carries injected text anywhere, is `Rejected` whole."""
         ids: dict[str, str] = {}
         gaps = []
         for index, planned in enumerate(output.gaps[:MAX_GAPS]):
-            gap_id = f"g{index + 1}"
+            gap_id = f"g{len(gaps) + 1}"
+            try:
+                gap = self._gap(gap_id, planned)
+            except _Invalid as exc:
+                # Named by its place in the answer, which is what the model (and a reader of the log) knows it by.
+                self.dropped.append(str(exc).replace(f" gap {gap_id} ", f" gap g{index + 1} "))
+                continue
             ids.setdefault(planned.id.strip() or gap_id, gap_id)
-            gaps.append(self._gap(gap_id, planned))
+            gaps.append(gap)
+        # A minority of bad gaps is a weak model's slip; as many bad as good is an answer not to trust at all (a
+        # model obeying injected text turns every gap into a question or a search).
+        if self.dropped and len(self.dropped) >= len(gaps):
+            raise Rejected("; ".join(self.dropped[:2]))
         return gaps, self._checklist(output, gaps, ids), list(self.used.values()), self._stated(output)
 
     def _gap(self, gap_id: str, planned: PlannedGap) -> Gap:
         if planned.strategy not in ALLOWED[planned.kind]:
-            raise Rejected(f"model gave {planned.kind} gap {gap_id} the strategy {planned.strategy!r}")
+            raise _Invalid(f"model gave {planned.kind} gap {gap_id} the strategy {planned.strategy!r}")
         subject = clean(planned.subject, 80)
         fields = dict(
             id=gap_id, kind=planned.kind, strategy=planned.strategy, subject=subject,
@@ -189,7 +231,7 @@ class _Plan:
         if planned.strategy == "search":
             query = clean(planned.query or subject, 200)
             if not query:
-                raise Rejected(f"model gave search gap {gap_id} no query")
+                raise _Invalid(f"model gave search gap {gap_id} no query")
             self._guard(f"the query of {gap_id}", query)
             return Gap(**fields, query=query, status="open")
         if planned.strategy == "memory":

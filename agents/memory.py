@@ -1,216 +1,87 @@
 """Memory policy: which statements in a user's text are worth remembering, and how remembered items are looked up.
 
-Pure functions over `MemoryItem`s; the store (Redis, or a fake in tests) only keeps them. The small word lists that
-the other heuristic stages share (stopwords, art styles and media) live here too, because memory is where a style
-first becomes something the system knows about a user.
+Pure functions over `MemoryItem`s; the store (Redis, or a fake in tests) only keeps them. Statement parsing lives in
+`agents/statements.py` and the shared word helpers in `agents/text.py`; both are re-exported here, where the other
+stages have always imported them from.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from schemas.records import MemoryItem, utc_now
-
-STOPWORDS = frozenset(
-    """a an the and or but of in on at to for from by with without into onto over under above below near
-    is are was were be been being am it its this that these those there here as so than then very
-    i me my mine we us our ours you your he him his she her they them their what which who whom
-    has have had do does did will would can could should may might must not no yes
-    some any all each every more most other such only own same also just about after before during
-    while where when how why up down out off again further once s t""".split()
+from agents.statements import Statement, items_from_user_text, parse_fact, statements_in  # noqa: F401 - re-exported
+from agents.text import (  # noqa: F401 - re-exported: the word helpers other stages import from here
+    STOPWORDS,
+    STYLE_TERMS,
+    contains_phrase,
+    content_words,
+    find_styles,
+    item_id,
+    normalize,
+    words,
 )
-
-# Longest first, so "oil painting" is found before "painting" and "pixel art" before "art".
-STYLE_TERMS: tuple[str, ...] = tuple(
-    sorted(
-        """watercolor|watercolour|oil painting|acrylic painting|gouache|charcoal|pencil sketch|pencil drawing|
-        ink drawing|ink wash|line art|pastel|crayon|pixel art|anime|manga|cartoon|comic book|photorealistic|
-        photorealism|hyperrealistic|3d render|cgi|low poly|isometric|vector art|flat illustration|
-        digital painting|digital art|concept art|impressionist|impressionism|expressionist|cubist|cubism|
-        surrealist|surrealism|art nouveau|art deco|ukiyo-e|woodblock print|linocut|etching|engraving|
-        lithograph|screen print|risograph|stained glass|mosaic|claymation|papercut|paper cut|origami|
-        studio ghibli|ghibli|cyberpunk|steampunk|vaporwave|synthwave|minimalist|baroque|renaissance|
-        pop art|graffiti|street art|sumi-e|chalk drawing|sketch|sketches|painting|illustration|
-        photograph|photo|polaroid|film photography|black and white photo|noir|vintage poster""".replace(
-            "\n", ""
-        ).split("|"),
-        key=len,
-        reverse=True,
-    )
-)
-_STYLE_RE = re.compile(r"\b(?:" + "|".join(re.escape(t.strip()) for t in STYLE_TERMS if t.strip()) + r")\b", re.I)
-
-_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]*")
-
-
-def words(text: str) -> list[str]:
-    """Lower-cased words; a trailing possessive "'s" is dropped so "year's" matches "year"."""
-    return [re.sub(r"'s$", "", w.lower()).strip("'-") for w in _WORD.findall(text)]
-
-
-def content_words(text: str) -> list[str]:
-    """Words that carry meaning (no stopwords, no single letters), in order, without repeats."""
-    seen: dict[str, None] = {}
-    for w in words(text):
-        if len(w) > 1 and w not in STOPWORDS:
-            seen.setdefault(w, None)
-    return list(seen)
-
-
-def find_styles(text: str) -> list[str]:
-    """Art styles and media named in the text, lower-cased, in order of appearance."""
-    found: dict[str, None] = {}
-    for match in _STYLE_RE.finditer(text):
-        found.setdefault(match.group(0).lower(), None)
-    return list(found)
-
-
-def contains_phrase(text: str, phrase: str) -> bool:
-    """Whole-word, case-insensitive containment; whitespace inside the phrase matches any whitespace."""
-    if not phrase.strip():
-        return False
-    pattern = r"(?<![\w])" + r"\s+".join(re.escape(p) for p in phrase.split()) + r"(?![\w])"
-    return re.search(pattern, text, re.I) is not None
-
-
-def normalize(text: str) -> str:
-    return re.sub(r"\s+", " ", text.strip().lower()).rstrip(".!?;, ")
-
-
-def item_id(text: str) -> str:
-    """Deterministic id, so adding the same statement twice is a no-op in the store."""
-    return "m-" + hashlib.sha256(normalize(text).encode("utf-8")).hexdigest()[:16]
-
-
-# "my cat Pixel is a grey sphynx", "our logo is a blue fox", "my dog's name is Max" is left to the fallback note.
-_FACT = re.compile(
-    r"\b(?P<owner>my|our)\s+(?P<head>[A-Za-z][\w' -]{0,60}?)\s+(?:is|are|was)\s+(?P<value>[^.,;!?\n]+)", re.I
-)
-# "I like watercolor", "I now prefer gouache", "we love pixel art"
-_PREFERENCE = re.compile(
-    r"\b(?:i|we)\s+(?:(?:now|really|also|still|usually|mostly|generally|much|do)\s+)*"
-    r"(?:like|love|prefer|enjoy|adore|favou?r)\s+(?P<value>[^.,;!?\n]+)",
-    re.I,
-)
-_STYLE_HEADS = re.compile(r"^(?:usual|favou?rite|preferred|default|normal|own|signature|go-to)?\s*(?:art\s+)?style$")
-_LEADING_ARTICLE = re.compile(r"^(?:a|an|the|some)\s+", re.I)
-_SENTENCE = re.compile(r"[.;!?\n]+")
-
-
-@dataclass(frozen=True)
-class Statement:
-    """A parsed statement: what `MemoryItem.subject` cannot hold on its own (the owner word and the noun)."""
-
-    owner: str  # "my" / "our" / ""
-    noun: str  # "cat", "logo", "" for a bare name
-    name: str  # "Pixel", "" when the thing has no proper name
-
-
-def _clean_value(value: str) -> str:
-    value = re.sub(r"\s+", " ", value).strip(" ,:-\"'")
-    return _LEADING_ARTICLE.sub("", value)
-
-
-def _parse_head(head: str) -> Statement | None:
-    parts = head.split()
-    if not parts or len(parts) > 5:
-        return None
-    name = [p for p in parts if p[:1].isupper()]
-    noun = [p for p in parts if not p[:1].isupper()]
-    return Statement(owner="", noun=" ".join(noun).lower(), name=" ".join(name))
-
-
-def _preference(sentence: str, value: str, now: str) -> MemoryItem:
-    value = _clean_value(value)
-    subject = "style" if find_styles(value) else "general"
-    return MemoryItem(id=item_id(sentence), kind="preference", text=sentence, subject=subject, value=value,
-                      created_at=now)
-
-
-def statements_in(text: str, now: Optional[str] = None) -> list[MemoryItem]:
-    """Statements a user made about their own world: facts ("my dog Max is a corgi") and preferences ("I like X")."""
-    if not isinstance(text, str):
-        raise ValueError(f"text must be a string, got {type(text).__name__}")
-    now = now or utc_now()
-    items: dict[str, MemoryItem] = {}
-    for raw in _SENTENCE.split(text):
-        sentence = re.sub(r"\s+", " ", raw).strip(" ,")
-        if not sentence:
-            continue
-        fact = _FACT.search(sentence)
-        if fact:
-            # The clause, not the whole sentence: "draw him, my dog Max is a corgi" remembers only the statement.
-            sentence = fact.group(0).strip()
-            head = fact.group("head").strip()
-            value = _clean_value(fact.group("value"))
-            if _STYLE_HEADS.match(head.lower()):
-                item = _preference(sentence, value, now)
-                item = item.model_copy(update={"subject": "style"})
-                items.setdefault(item.id, item)
-                continue
-            parsed = _parse_head(head)
-            if parsed and value:
-                subject = (parsed.name or parsed.noun).lower()
-                items.setdefault(
-                    item_id(sentence),
-                    MemoryItem(id=item_id(sentence), kind="fact", text=sentence, subject=subject, value=value,
-                               created_at=now),
-                )
-                continue
-        preference = _PREFERENCE.search(sentence)
-        if preference and _clean_value(preference.group("value")):
-            item = _preference(preference.group(0).strip(), preference.group("value"), now)
-            items.setdefault(item.id, item)
-    return list(items.values())
-
-
-def items_from_user_text(text: str, now: Optional[str] = None) -> list[MemoryItem]:
-    """What `memory add` stores: the recognised statements, or the whole text as a plain note so nothing is lost."""
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("memory text is empty")
-    found = statements_in(text, now)
-    if found:
-        return found
-    note = re.sub(r"\s+", " ", text).strip()
-    return [MemoryItem(id=item_id(note), kind="fact", text=note, subject="", value=note, created_at=now or utc_now())]
-
-
-def parse_fact(item: MemoryItem) -> Statement:
-    """Owner, noun and proper name of a fact, re-read from its text (the schema keeps only the subject)."""
-    match = _FACT.search(item.text)
-    if match:
-        parsed = _parse_head(match.group("head").strip())
-        if parsed:
-            return Statement(owner=match.group("owner").lower(), noun=parsed.noun, name=parsed.name)
-    return Statement(owner="", noun="", name="")
-
+from schemas.records import MemoryItem
 
 def aliases(item: MemoryItem) -> list[str]:
-    """Ways a prompt can refer to a fact's subject: its name, "my cat", "our logo", and the bare noun."""
+    """Ways a prompt can refer to a fact's subject: its name, "my cat", "our logo", the bare noun, and the noun's
+    head word ("our mascot" for "our team mascot")."""
     parsed = parse_fact(item)
     found = [item.subject] if item.subject else []
     if parsed.noun:
-        found += [f"{parsed.owner} {parsed.noun}".strip(), parsed.noun]
+        head = parsed.noun.split()[-1]
+        found += [f"{parsed.owner} {parsed.noun}".strip(), parsed.noun, f"{parsed.owner} {head}".strip(), head]
     return list(dict.fromkeys(a.lower() for a in found if a))
+
+
+_PEOPLE = frozenset("""son daughter sister brother mother father mom mum dad wife husband partner friend grandma
+    grandpa grandmother grandfather aunt uncle niece nephew cousin boy girl baby kid child boss colleague""".split())
+
+
+def _article(text: str) -> str:
+    return "an" if text[:1].lower() in "aeiou" else "a"
 
 
 def describe(item: MemoryItem) -> str:
     """A diffusion-friendly phrase for a remembered fact: "Pixel, a grey sphynx cat", "a blue fox logo"."""
-    if item.kind == "preference" or not item.subject:
-        return item.value or item.text
-    parsed = parse_fact(item)
-    value = item.value
-    noun_words = parsed.noun.split()
-    noun = noun_words[-1] if noun_words else ""
-    if noun and not contains_phrase(value, noun):
-        value = f"{value} {noun}"
-    article = "an" if value[:1].lower() in "aeiou" else "a"
-    if parsed.name:
-        return f"{parsed.name}, {article} {value}"
-    return f"{article} {value}"
+    return describe_all([item])
+
+
+def describe_all(items: list[MemoryItem]) -> str:
+    """One phrase for everything remembered about one subject, newest statement of each kind first:
+    "Pixel, a grey sphynx cat", "Theo, a son with curly black hair", "Mira, a daughter who loves astronauts"."""
+    if not items:
+        return ""
+    first = items[0]
+    if first.kind == "preference" or not first.subject:
+        return first.value or first.text
+    name, noun, identity, having, doing = "", "", "", [], []
+    for item in items:
+        parsed = parse_fact(item)
+        name = name or parsed.name
+        noun = noun or parsed.noun
+        value = re.sub(r"^(?:my|our)\s+", "", item.value.strip(), flags=re.I)
+        if parsed.relation in ("identity", "name"):
+            noun = noun or value
+        elif parsed.relation == "is":
+            identity = identity or value
+        elif parsed.relation == "has":
+            having.append(value)
+        elif value:
+            doing.append(f"{parsed.relation} {value}")
+    head = noun.split()[-1] if noun else ""
+    kind = identity
+    if head and not contains_phrase(kind, head):
+        kind = f"{kind} {head}".strip()  # "grey sphynx" + "cat"; "orange owl" + "mascot"
+    phrase = f"{_article(kind)} {kind}" if kind else ""
+    if having:
+        phrase = f"{phrase} with {' and '.join(dict.fromkeys(having))}".strip()
+    if doing:
+        who = "who" if name or head in _PEOPLE else "that"
+        phrase = f"{phrase} {who} {' and '.join(dict.fromkeys(doing))}".strip()
+    if name:
+        return f"{name}, {phrase}" if phrase else name
+    return phrase or first.value or first.text
 
 
 def is_learned(item: MemoryItem) -> bool:
@@ -280,6 +151,10 @@ class MemoryView:
         if not key:
             return []
         return [i for i in reversed(self.items) if i.kind == "fact" and key in aliases(i)]
+
+    def about(self, subject: str) -> list[MemoryItem]:
+        """Every fact about one subject, newest first: what `describe_all` turns into one phrase."""
+        return [i for i in reversed(self.items) if i.kind == "fact" and i.subject == subject]
 
     def named(self) -> dict[str, list[MemoryItem]]:
         """Facts that have a proper name, by lower-cased name, newest first: what a bare "Pixel" refers to."""

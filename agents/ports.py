@@ -26,6 +26,30 @@ class MemoryStore(Protocol):
 
 
 @runtime_checkable
+class VectorStore(Protocol):
+    """What a `MemoryStore` may also keep: one embedding per memory item and model, stored beside the item (so it is
+    computed once, not per request) and removed with it by `forget`."""
+
+    async def vectors(self, user_id: str, model: str) -> dict[str, bytes]: ...
+
+    async def put_vectors(self, user_id: str, model: str, vectors: dict[str, bytes]) -> None: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Sentence embeddings: unit-length float32 vectors of `dim` numbers, one per text, in order. Blocking work
+    happens off the event loop inside the adapter; the same text always gives the same vector."""
+
+    model: str
+    dim: int
+
+    async def embed(self, texts: Sequence[str]) -> "list[Vector]": ...
+
+
+Vector = object  # numpy.ndarray of float32, shape (dim,); a name so the Protocol does not import numpy
+
+
+@runtime_checkable
 class SearchBackend(Protocol):
     """Hits for a query. `name` labels every hit and search in the result trace ("corpus", "serpapi")."""
 
@@ -153,6 +177,8 @@ class LLMReply(Generic[T]):
     completion_tokens: int = 0
     seconds: float = 0.0
     attempts: int = 1
+    # What the adapter dropped from a partly valid answer ("gaps[2].kind: …"); the rest is `output`.
+    dropped: tuple[str, ...] = ()
 
 
 @runtime_checkable

@@ -15,6 +15,7 @@ from datetime import date
 from typing import Optional
 
 from agents.memory import content_words
+from agents.visual import visual_score
 from schemas.records import Hit
 
 MAX_FACT_CHARS = 300
@@ -138,6 +139,26 @@ def best_sentence(query: str, hit: Hit) -> str:
         informative = len({_stem(w) for w in content_words(sentence)} - known)
         scored.append((coverage(query, f"{hit.title} {sentence}"), min(informative, 8), -index, sentence))
     return max(scored)[3]
+
+
+def visual_fact(query: str, hit: Hit) -> str:
+    """The fact to keep from a hit: its sentence most about the query, or, when another sentence about the same
+    subject says more that can be drawn (colours, materials, places: `agents/visual.py`), that one; joined to the
+    first when it does not name the subject itself ("It has a matte olive frame")."""
+    best = best_sentence(query, hit)
+    if not best:
+        return ""
+    sentences = [s for s in (sanitize(p, MAX_FACT_CHARS) for p in SENTENCE_SPLIT.split(hit.text)) if len(s) > 12]
+    about = [s for s in sentences if coverage(query, f"{hit.title} {s}") >= MIN_COVERAGE]
+    if not about:
+        return best
+    drawn = max(about, key=lambda s: (visual_score(s), coverage(query, f"{hit.title} {s}"), -about.index(s)))
+    if drawn == best or visual_score(drawn) <= visual_score(best):
+        return best
+    if coverage(query, drawn) >= MIN_COVERAGE:
+        return drawn
+    joined = f"{best} {drawn}" if sentences.index(best) < sentences.index(drawn) else f"{drawn} {best}"
+    return joined if len(joined) <= MAX_FACT_CHARS else drawn
 
 
 def best_passage(query: str, text: str, limit: int = MAX_HIT_CHARS, sentences: int = 6) -> str:

@@ -23,7 +23,8 @@ import time
 from datetime import date, datetime, timezone
 from typing import Callable, Optional, Sequence
 
-from agents.memory import STOPWORDS, content_words
+from agents.memory import content_words
+from agents.visual import telling_terms
 from agents.ports import FactExtraction, FactExtractor, PageReader, SearchBackend, SearchError
 from agents.search_text import (  # noqa: F401 - re-exported: the searcher's public helpers
     MAX_FACT_CHARS,
@@ -38,10 +39,13 @@ from agents.search_text import (  # noqa: F401 - re-exported: the searcher's pub
     normalize_query,
     sanitize,
     sanitize_source,
+    visual_fact,
 )
 from schemas.records import ChecklistItem, Fact, Gap, GapsRecord, Hit, LLMCall, Search, SearchResultsRecord
 
 FACTS_PER_GAP = 2
+# A hit that shares too few words with the query still counts when it means the same (cosine, all-MiniLM-L6-v2).
+MIN_SIMILARITY = 0.5
 BUDGET_EXHAUSTED = "search budget exhausted"
 
 
@@ -232,7 +236,9 @@ class Searcher:
         """Relevant hits (query-term coverage floor), best first; for time-sensitive gaps fresher first, and once
         something current is known, older editions are dropped (they would only contradict it in the prompt)."""
         query = gap.query or gap.subject
-        relevant = [h for h in hits if h.score >= 0 and coverage(query, f"{h.title} {h.text}") >= MIN_COVERAGE]
+        # About the query by its words, or, where the backend measured it, by meaning.
+        relevant = [h for h in hits if h.score >= 0 and (coverage(query, f"{h.title} {h.text}") >= MIN_COVERAGE
+                                                         or (h.similarity or 0.0) >= MIN_SIMILARITY)]
         if not relevant:
             return []
         # Scores are only comparable within one backend: each is scaled by its own backend's best.
@@ -243,7 +249,8 @@ class Searcher:
 
         def rank(hit: Hit) -> float:
             best = top.get(hit.backend, 0.0)
-            relevance = coverage(query, f"{hit.title} {hit.text}") + (hit.score / best if best > 0 else 0.0)
+            relevance = coverage(query, f"{hit.title} {hit.text}") + (hit.score / best if best > 0 else 0.0) \
+                + (hit.similarity or 0.0)
             return relevance + (freshness(hit, year, today) if gap.time_sensitive else 0.0)
 
         ranked = sorted(relevant, key=rank, reverse=True)
@@ -273,7 +280,7 @@ class Searcher:
         facts: list[Fact] = []
         seen_text: set[str] = set()
         for hit in ranked:
-            sentence = best_sentence(query, hit)
+            sentence = visual_fact(query, hit)
             if not sentence or sentence.lower() in seen_text:
                 continue
             seen_text.add(sentence.lower())
@@ -344,15 +351,10 @@ class Searcher:
 
 
 def _checklist_item(existing: list[ChecklistItem], gap: Gap, fact: str, prompt: str) -> ChecklistItem:
-    """What the image must show from a searched fact: its words that neither the query nor the prompt had.
-
-    Proper names come first (a place is what a reader checks), then other words; verb forms are left out.
-    """
-    known = set(content_words(f"{gap.query} {gap.subject} {prompt}")) | STOPWORDS
-    proper = {w.lower() for i, w in enumerate(re.findall(r"[A-Za-z][\w'-]*", fact)) if i and w[:1].isupper()}
-    candidates = [w for w in content_words(fact) if w not in known and not YEAR.fullmatch(w) and len(w) > 2
-                  and not w.endswith(("ed", "ing"))]
-    terms = sorted(candidates, key=lambda w: (w not in proper, candidates.index(w)))[:3]
+    """What the image must show from a searched fact: its telling words (names, numbers, colours, materials) that
+    neither the query nor the prompt had; a fact's first content words are usually its least telling ones."""
+    terms = telling_terms(fact, content_words(f"{gap.query} {gap.subject} {prompt}"), 3)
+    terms = [t for t in terms if not YEAR.fullmatch(t)]
     used = {c.id for c in existing}
     n = len(existing) + 1
     while f"c{n}" in used:

@@ -1,4 +1,9 @@
-"""The offline search backend: BM25 (bm25s) over a folder of .md, .txt and .json files.
+"""The offline search backend: BM25 (bm25s) over a folder of .md, .txt and .json files, plus meaning.
+
+With an embedder (`infra/embeddings.py`), ranking is hybrid: each passage's embedding is computed once when the index
+is built, the query's once per search, and a passage's score is half its BM25 score (scaled by the best) and half
+its cosine similarity; a passage that shares no word with the query but means it ("the flower people give on
+Mother's Day" / "carnations are given to mothers") is a hit when its similarity reaches `SEMANTIC_HIT`.
 
 Documents are cut into passages (a paragraph, or a few sentences of a long one) so a hit is one focused piece of
 text rather than a whole file, and a fact drawn from it stays short. The heading a passage sits under is indexed
@@ -18,6 +23,8 @@ import bm25s
 import numpy as np
 
 from schemas.records import Hit
+
+SEMANTIC_HIT = 0.45  # all-MiniLM-L6-v2: a sentence and its paraphrase ~0.5-0.7; unrelated ones < 0.25
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +136,8 @@ class CorpusSearch:
 
     name = "corpus"
 
-    def __init__(self, path: Union[str, Path], *, max_passage_chars: int = 600, watch: bool = False) -> None:
+    def __init__(self, path: Union[str, Path], *, max_passage_chars: int = 600, watch: bool = False,
+                 embedder: Any = None) -> None:
         root = Path(path).expanduser()
         if not root.is_dir():
             raise ValueError(f"corpus folder {str(root)!r} does not exist or is not a directory")
@@ -138,6 +146,10 @@ class CorpusSearch:
         self.root = root.resolve()
         self.max_passage_chars = max_passage_chars
         self.watch = watch
+        if embedder is not None and not callable(getattr(embedder, "embed_sync", None)):
+            raise ValueError(f"{embedder!r} cannot embed passages (needs .embed_sync(texts))")
+        self.embedder = embedder
+        self._vectors: Optional[np.ndarray] = None
         self.skipped: list[str] = []
         self.passages: list[Passage] = []
         self._model: Optional[bm25s.BM25] = None
@@ -174,7 +186,12 @@ class CorpusSearch:
             model = bm25s.BM25()
             corpus_tokens = [tokenize(f"{p.title} {p.text}") or ["\x00"] for p in passages]
             model.index(corpus_tokens, show_progress=False)
+        vectors = None
+        if passages and self.embedder is not None:
+            # Once per index build, never per search.
+            vectors = np.stack(self.embedder.embed_sync([f"{p.title}. {p.text}" for p in passages]))
         self.passages, self.skipped, self._model, self._signature = passages, skipped, model, signature
+        self._vectors = vectors
         return True
 
     def _read(self, file: Path, source: str) -> Iterator[Passage]:
@@ -197,14 +214,26 @@ class CorpusSearch:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
         if self.watch:
             self.refresh()
-        # Small corpora score in well under a millisecond; this stays inline rather than paying a thread hop.
-        return self.search_sync(query, limit)
+        query_vector = None
+        if self._vectors is not None:
+            (query_vector,) = await self.embedder.embed([query])
+        # Scoring a small corpus takes well under a millisecond; it stays inline rather than paying a thread hop.
+        return self.search_sync(query, limit, query_vector)
 
-    def search_sync(self, query: str, limit: int = 5) -> list[Hit]:
+    def search_sync(self, query: str, limit: int = 5, query_vector: Any = None) -> list[Hit]:
         tokens = tokenize(query)
-        if self._model is None or not tokens:
+        if self._model is None or (not tokens and query_vector is None):
             return []
-        scores = np.asarray(self._model.get_scores(tokens), dtype=float)
+        scores = np.asarray(self._model.get_scores(tokens), dtype=float) if tokens else np.zeros(len(self.passages))
+        similarity = None
+        if self._vectors is not None:
+            if query_vector is None:
+                query_vector = self.embedder.embed_sync([query])[0]
+            similarity = self._vectors @ np.asarray(query_vector, dtype=np.float32)
+            best = float(scores.max()) if scores.size else 0.0
+            lexical = scores / best if best > 0 else scores
+            keep = (scores > 0) | (similarity >= SEMANTIC_HIT)
+            scores = np.where(keep, 0.5 * lexical + 0.5 * np.clip(similarity, 0.0, 1.0), 0.0)
         order = np.argsort(-scores, kind="stable")[:limit]
         hits = []
         for index in order:
@@ -213,5 +242,6 @@ class CorpusSearch:
                 break
             passage = self.passages[int(index)]
             hits.append(Hit(source=passage.source, title=passage.title, text=passage.text, score=round(score, 6),
-                            backend=self.name, date=passage.date))
+                            backend=self.name, date=passage.date,
+                            similarity=None if similarity is None else round(float(similarity[index]), 4)))
         return hits

@@ -4,9 +4,13 @@ How a call goes:
 
 - The request asks for structured output with `response_format={"type": "json_schema", ...}` built from the
   pydantic model's JSON Schema (`strict: False`, so servers that only guide decoding still accept it). A server that
-  rejects it (a 400/422 whose error concerns `response_format` / `json_schema`) is asked again at once in JSON mode
-  (`{"type": "json_object"}`) with the schema written into the system prompt; the instance remembers that and uses
-  JSON mode for every later call.
+  rejects it (a 400/422 whose error concerns `response_format` / `json_schema`; llama-cpp-python's server answers
+  500 with a validation error naming `response_format`) is asked again at once in JSON mode with the schema beside
+  it (`{"type": "json_object", "schema": …}`, which llama.cpp turns into a grammar) and written into the system
+  prompt; a server that rejects that too gets plain `{"type": "json_object"}`. The instance remembers the level and
+  uses it for every later call. `max_tokens` bounds every answer.
+- An answer whose list entries are partly invalid keeps the valid ones (`infra/llm_json.salvage`);
+  `LLMReply.dropped` says what was dropped.
 - The answer is parsed leniently (a ```json fenced block, prose around the object) and validated with
   `output.model_validate`; anything unusable is `LLMError(kind="invalid_output", retriable=False)` with a short
   reason, never the model's whole answer.
@@ -34,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 from pydantic import BaseModel, ValidationError
 
 from agents.ports import LLMError, LLMReply, StructuredLLM, T
+from infra.llm_json import extract_json_object, salvage, short_validation_reason  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:  # pragma: no cover
     from infra.settings import Settings
@@ -47,7 +52,6 @@ MAX_RETRY_AFTER_S = 10.0
 JSON_MODE_MARKER = "Respond with one JSON object that matches the JSON Schema"
 
 _KEYISH = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+|\b(sk|pk|rk)-[A-Za-z0-9_\-*.]{6,}")
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 
 
 def _import_openai() -> Any:
@@ -76,54 +80,6 @@ def image_data_url(data: bytes) -> str:
     return f"data:{_mime(data)};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def extract_json_object(text: str) -> Any:
-    """The JSON object in a model's answer: the whole text, a fenced block, or the outermost `{...}` in prose.
-
-    Raises ValueError when there is none.
-    """
-    stripped = text.strip()
-    if not stripped:
-        raise ValueError("empty answer")
-    try:
-        return json.loads(stripped)
-    except json.JSONDecodeError:
-        pass
-    for block in _FENCE.findall(stripped):
-        try:
-            return json.loads(block.strip())
-        except json.JSONDecodeError:
-            continue
-    start, end = stripped.find("{"), stripped.rfind("}")
-    if start != -1 and end > start:
-        try:
-            return json.loads(stripped[start : end + 1])
-        except json.JSONDecodeError:
-            pass
-        # Prose with braces after the object: take the first object that decodes from any '{'.
-        decoder = json.JSONDecoder()
-        index = start
-        while index != -1:
-            try:
-                value, _ = decoder.raw_decode(stripped, index)
-            except json.JSONDecodeError:
-                index = stripped.find("{", index + 1)
-                continue
-            if isinstance(value, dict):
-                return value
-            index = stripped.find("{", index + 1)
-    raise ValueError("no JSON object in the answer")
-
-
-def _short_validation_reason(exc: ValidationError, name: str) -> str:
-    errors = exc.errors(include_input=False, include_url=False)
-    parts = []
-    for err in errors[:3]:
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "<root>"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
-    return f"answer does not match {name}: {'; '.join(parts)}{more}"[:300]
-
-
 class OpenAICompatibleLLM:
     """`StructuredLLM` over the official `openai` async client; see the module docstring."""
 
@@ -136,6 +92,7 @@ class OpenAICompatibleLLM:
         timeout_s: float = 30.0,
         retries: int = 2,
         backoff_s: float = 0.5,
+        max_tokens: Optional[int] = None,
     ) -> None:
         if not model:
             raise ValueError("model must be a non-empty model name")
@@ -154,7 +111,9 @@ class OpenAICompatibleLLM:
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key or "not-needed", timeout=self.timeout_s, max_retries=0
         )
-        self._json_mode = False  # True once the server rejected json_schema: use {"type": "json_object"} from then on
+        self.max_tokens = int(max_tokens) if max_tokens else None
+        # 0: json_schema; 1: json_object with the schema beside it; 2: plain json_object. Only ever goes up.
+        self._format_level = 0
         self.closed = False
 
     def __repr__(self) -> str:
@@ -168,7 +127,7 @@ class OpenAICompatibleLLM:
     @property
     def json_mode(self) -> bool:
         """True when this instance has fallen back from json_schema to JSON mode."""
-        return self._json_mode
+        return self._format_level > 0
 
     async def aclose(self) -> None:
         if not self.closed:
@@ -191,16 +150,19 @@ class OpenAICompatibleLLM:
             ]
         while True:
             attempts += 1
-            json_mode = self._json_mode
+            level = self._format_level
             try:
-                response = await self._call(system, user_content, output, json_mode)
+                response = await self._call(system, user_content, output, level)
             except LLMError as err:
-                if err.kind == "schema_unsupported" and not json_mode:
-                    # The server does not do json_schema: ask again at once in JSON mode, and from now on.
-                    self._json_mode = True
+                if err.kind == "schema_unsupported" and level < 2:
+                    # The server does not take this structured-output form: ask again at once one level down, and
+                    # from now on.
+                    self._format_level = level + 1
                     log.warning(
-                        "model %s at %s rejected json_schema output; using JSON mode from now on",
+                        "model %s at %s rejected %s output; using %s from now on",
                         self.model, self._display_url() or "the default endpoint",
+                        ("json_schema", "json_object with a schema")[level],
+                        ("json_object with a schema", "plain json_object")[level],
                     )
                     continue
                 if err.kind == "schema_unsupported":
@@ -220,7 +182,7 @@ class OpenAICompatibleLLM:
             usage = getattr(response, "usage", None)
             prompt_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
             completion_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
-            parsed = self._parse(response, output)
+            parsed, dropped = self._parse(response, output)
             return LLMReply(
                 output=parsed,
                 model=self.model,
@@ -228,12 +190,13 @@ class OpenAICompatibleLLM:
                 completion_tokens=completion_tokens,
                 seconds=round(time.monotonic() - started, 6),
                 attempts=attempts,
+                dropped=tuple(dropped),
             )
 
     # -- one attempt ------------------------------------------------------------------------------------------
 
-    def _messages(self, system: str, user_content: Any, output: type[BaseModel], json_mode: bool) -> list[dict]:
-        if json_mode:
+    def _messages(self, system: str, user_content: Any, output: type[BaseModel], level: int) -> list[dict]:
+        if level > 0:
             schema = json.dumps(output.model_json_schema(), separators=(",", ":"))
             system = (
                 f"{system}\n\n{JSON_MODE_MARKER} \"{output.__name__}\" below. "
@@ -241,20 +204,24 @@ class OpenAICompatibleLLM:
             )
         return [{"role": "system", "content": system}, {"role": "user", "content": user_content}]
 
-    def _response_format(self, output: type[BaseModel], json_mode: bool) -> dict:
-        if json_mode:
+    def _response_format(self, output: type[BaseModel], level: int) -> dict:
+        if level == 1:
+            return {"type": "json_object", "schema": output.model_json_schema()}
+        if level == 2:
             return {"type": "json_object"}
         return {
             "type": "json_schema",
             "json_schema": {"name": output.__name__, "schema": output.model_json_schema(), "strict": False},
         }
 
-    async def _call(self, system: str, user_content: Any, output: type[BaseModel], json_mode: bool) -> Any:
+    async def _call(self, system: str, user_content: Any, output: type[BaseModel], level: int) -> Any:
         openai = self._openai
+        extra = {"max_tokens": self.max_tokens} if self.max_tokens else {}
         request = self._client.chat.completions.create(
             model=self.model,
-            messages=self._messages(system, user_content, output, json_mode),
-            response_format=self._response_format(output, json_mode),
+            messages=self._messages(system, user_content, output, level),
+            response_format=self._response_format(output, level),
+            **extra,
         )
         guard = self.timeout_s * 1.1 + 0.5
         try:
@@ -286,7 +253,8 @@ class OpenAICompatibleLLM:
         status = int(getattr(exc, "status_code", 0) or 0)
         detail = self._error_detail(exc)
         text = f"{self.model}: HTTP {status}" + (f" ({detail})" if detail else "")
-        if status in (400, 422) and self._about_response_format(exc, detail):
+        rejected = status in (400, 422) or (status == 500 and "validation error" in detail.lower())
+        if rejected and self._about_response_format(exc, detail):
             return LLMError(text, retriable=False, kind="schema_unsupported")
         if status == 429:
             err = LLMError(text, retriable=True, kind="rate_limited")
@@ -347,7 +315,7 @@ class OpenAICompatibleLLM:
         base = self.backoff_s * (2 ** (retry_number - 1))
         return base * (1.0 + 0.25 * random.random())
 
-    def _parse(self, response: Any, output: type[T]) -> T:
+    def _parse(self, response: Any, output: type[T]) -> tuple[T, list[str]]:
         name = output.__name__
         choices = getattr(response, "choices", None) or []
         if not choices:
@@ -366,19 +334,25 @@ class OpenAICompatibleLLM:
                 retriable=False, kind="invalid_output",
             ) from None
         try:
-            return output.model_validate(data)
+            return output.model_validate(data), []
         except ValidationError as exc:
             first = exc
         # Small models often wrap the object: {"Plan": {...}} or {"properties": {...}}.
+        candidates = [data]
         if isinstance(data, dict) and len(data) == 1:
             (inner,) = data.values()
             if isinstance(inner, dict):
+                candidates.append(inner)
                 try:
-                    return output.model_validate(inner)
+                    return output.model_validate(inner), []
                 except ValidationError:
                     pass
+        for candidate in candidates:  # partly valid: keep the list entries that validate
+            kept, dropped = salvage(output, candidate)
+            if kept is not None:
+                return kept, dropped
         raise LLMError(
-            f"{self.model}: {_short_validation_reason(first, name)}", retriable=False, kind="invalid_output"
+            f"{self.model}: {short_validation_reason(first, name)}", retriable=False, kind="invalid_output"
         ) from None
 
 
@@ -394,6 +368,7 @@ def build_llms(settings: "Settings") -> tuple[Optional[StructuredLLM], Optional[
             api_key=settings.openai_api_key,
             timeout_s=settings.llm_timeout_s,
             retries=settings.llm_retries,
+            max_tokens=settings.llm_max_tokens,
         )
 
     return make(settings.llm_model), make(settings.vlm_model)

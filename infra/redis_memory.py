@@ -7,7 +7,9 @@ One user's memory lives under `{prefix}mem:{user_id}:` and nowhere else:
 - `hist` (sorted set id -> expiry epoch): the history items among them, capped and expiring;
 - `conv` (hash request_id -> conversation turn JSON) and `convorder` (sorted set request_id -> expiry epoch): what
   a follow-up request (`parent_request_id`) starts from, capped and expiring like history;
-- `keys` (set): the index of every key above that holds data, so `forget` deletes all of them.
+- `vec:{model}` (hash id -> float16 bytes): each item's embedding for that model, computed once when the item is
+  first matched by meaning (`agents/semantic.py`) and read with the items, never recomputed per request;
+- `keys` (set): the index of every key above that holds data, so `forget` deletes all of them (the vectors too).
 
 The user id is validated before any key is built and keys are never matched by pattern, so no input can address
 another user's keys. All writes are single Lua scripts: atomic, and idempotent by item id / request id.
@@ -81,6 +83,9 @@ if stored then
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+  if string.find(key, ':vec:', 1, true) then redis.call('HDEL', key, ARGV[1]) end
+end
 if redis.call('HLEN', KEYS[1]) == 0 and redis.call('HLEN', KEYS[6]) == 0 then
   for _, key in ipairs(redis.call('SMEMBERS', KEYS[5])) do redis.call('DEL', key) end
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
@@ -246,6 +251,35 @@ class RedisMemoryStore:
         if item_id is None:
             return int(await self._forget_all(keys=keys))
         return int(await self._forget_one(keys=keys, args=[item_id]))
+
+    def _vector_key(self, user_id: str, model: str) -> str:
+        if not isinstance(model, str) or not re.fullmatch(r"[\w.@+-]{1,100}", model):
+            raise ValueError(f"invalid embedding model name {model!r}")
+        return f"{self.prefix}mem:{user_id}:vec:{model}"
+
+    async def vectors(self, user_id: str, model: str) -> dict[str, bytes]:
+        """The stored embeddings of this user's items for `model`, by item id (float16 bytes)."""
+        self._all_keys(user_id)  # validates the user id
+        raw = await self.redis.hgetall(self._vector_key(user_id, model))
+        return {_text(k): v for k, v in raw.items()}
+
+    async def put_vectors(self, user_id: str, model: str, vectors: dict[str, bytes]) -> None:
+        """Store embeddings beside the items (only for items that still exist), indexed so `forget` drops them."""
+        keys = self._all_keys(user_id)
+        if not vectors:
+            return
+        key = self._vector_key(user_id, model)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=vectors)
+            pipe.sadd(keys[4], key)
+            if self.ttl_s > 0:
+                pipe.expire(key, self.ttl_s)
+            pipe.hkeys(keys[0])
+            *_, existing = await pipe.execute()
+        # An item forgotten while its vector was being computed must not leave an orphan vector behind.
+        gone = [i for i in vectors if i.encode() not in set(existing) and i not in set(existing)]
+        if gone:
+            await self.redis.hdel(key, *gone)
 
     async def put_turn(self, user_id: str, request_id: str, turn_json: str, expires_at: str) -> bool:
         """Keep what a follow-up of `request_id` starts from; idempotent (the first write of a request wins)."""

@@ -15,15 +15,16 @@ from agents.ports import PageReader, SearchBackend
 from infra.settings import Settings
 
 
-def build_search_backends(settings: Settings, redis_client: Any = None) -> list[SearchBackend]:
+def build_search_backends(settings: Settings, redis_client: Any = None, embedder: Any = None) -> list[SearchBackend]:
     """Blocking (the corpus is indexed here): call it with `asyncio.to_thread` from async code. `redis_client` is a
-    `redis.asyncio.Redis` (or None: no result cache, budget counted per process)."""
+    `redis.asyncio.Redis` (or None: no result cache, budget counted per process); with `embedder` the corpus is
+    ranked by meaning as well as by words."""
     backends: list[SearchBackend] = []
     if settings.corpus_dir is not None:
         from infra.corpus import CorpusSearch
         from infra.search_cache import CachedSearch
 
-        backends.append(CachedSearch(CorpusSearch(settings.corpus_dir), None))
+        backends.append(CachedSearch(CorpusSearch(settings.corpus_dir, embedder=embedder), None))
     if settings.serpapi_api_key:
         from infra.search_cache import CachedSearch
         from infra.serpapi_search import SerpApiSearch

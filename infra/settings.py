@@ -107,6 +107,11 @@ class Settings:
     llm_timeout_s: float = 30.0
     llm_retries: int = 2
     llm_on_error: str = "fallback"  # or "dead-letter"
+    # Longest answer a model may write; a tiny model under grammar-guided decoding can otherwise fill its context.
+    llm_max_tokens: int = 1024
+    # Issue 15: memory references and corpus passages matched by meaning (all-MiniLM-L6-v2, the `embeddings`
+    # extra) as well as by words; off: words only.
+    semantic_matching: bool = True
     # Web search through SerpAPI; a private corpus through corpus_dir. Both may be on.
     serpapi_api_key: Optional[str] = field(default=None, repr=False)
     serpapi_url: Optional[str] = None
@@ -232,6 +237,8 @@ class Settings:
             llm_timeout_s=_float(env, "GAPSTREAM_LLM_TIMEOUT_S", 30.0, 0.1, 3600.0),
             llm_retries=_int(env, "GAPSTREAM_LLM_RETRIES", 2, 0, 10),
             llm_on_error=_choice(env, "GAPSTREAM_LLM_ON_ERROR", "fallback", ("fallback", "dead-letter")),
+            llm_max_tokens=_int(env, "GAPSTREAM_LLM_MAX_TOKENS", 1024, 16, 1_000_000),
+            semantic_matching=_bool(env, "GAPSTREAM_SEMANTIC_MATCHING", True),
             serpapi_api_key=_str(env, "SERPAPI_API_KEY"),
             serpapi_url=_str(env, "GAPSTREAM_SERPAPI_URL"),
             search_budget_per_request=_int(env, "GAPSTREAM_SEARCH_BUDGET_PER_REQUEST", 8, 0, 1000),

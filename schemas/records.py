@@ -207,6 +207,8 @@ class Hit(_Record):
     score: float = 0.0
     backend: str = ""
     date: Optional[str] = None
+    # Cosine similarity of the query and the passage by meaning, where the backend ranks by embeddings too.
+    similarity: Optional[float] = None
 
 
 class Search(_Record):

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Optional
 
-from agents.ports import ImageStore, MemoryStore, SearchBackend, StructuredLLM, TextToImage
+from agents.ports import Embedder, ImageStore, MemoryStore, SearchBackend, StructuredLLM, TextToImage
 from infra.settings import Settings
 
 STAGES = ("planner", "searcher", "enricher", "generator", "critic", "publisher")
@@ -40,6 +40,7 @@ class Backends:
     search: list[SearchBackend] = field(default_factory=list)
     text_to_image: Optional[TextToImage] = None
     llm: Optional[StructuredLLM] = None  # planner and enricher; None: heuristic stages
+    embedder: Optional[Embedder] = None  # planner and searcher: matching by meaning; None: words only
     vlm: Optional[StructuredLLM] = None  # critic; None: quality checks only
     _redis: object = None
     claims: object = None  # infra.result_claims.ResultClaims: one result per request and phase (issue 7)
@@ -64,11 +65,16 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
 
     client = aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=3,
                                      health_check_interval=30)
+    embedder = None
+    if {"planner", "searcher"} & set(stages) and settings.semantic_matching:
+        from infra.embeddings import build_embedder
+
+        embedder = await asyncio.to_thread(build_embedder, settings)
     search: list[SearchBackend] = []
     if "searcher" in stages:
         from infra.search_factory import build_search_backends
 
-        search = await asyncio.to_thread(build_search_backends, settings, client)
+        search = await asyncio.to_thread(build_search_backends, settings, client, embedder)
     text_to_image = None
     if "generator" in stages and settings.simulated_seconds_per_image is not None:  # issue 9: benchmarks
         from infra.simulated import SimulatedTextToImage
@@ -99,6 +105,7 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
         settings=settings,
         llm=llm,
         vlm=vlm,
+        embedder=embedder,
         redis_url=redis_url,
         memory=OutageTranslating(RedisMemoryStore(client, ttl_s=settings.memory_ttl_s,
                                                    history_cap=settings.memory_history_cap)),  # type: ignore[arg-type]

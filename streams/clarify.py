@@ -66,7 +66,7 @@ def planner_handlers(backends: Any) -> list[tuple[Any, Any]]:
     from streams.pipeline import _count_gaps
 
     settings = backends.settings
-    planner: Any = HeuristicPlanner(backends.memory)
+    planner: Any = HeuristicPlanner(backends.memory, embedder=getattr(backends, 'embedder', None))
     if backends.llm is not None:
         from agents.llm_planner import LLMPlanner
 

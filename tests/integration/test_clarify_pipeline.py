@@ -86,12 +86,14 @@ async def test_an_answer_nobody_asked_for_does_not_end_a_request(pipeline, uniqu
     assert result.status == "completed"
 
 
-async def test_without_permission_a_default_is_used_and_recorded(pipeline, unique):
+async def test_without_permission_nothing_is_invented_and_the_reason_is_recorded(pipeline, unique):
+    """Issue 15: an unknown logo is no longer filled with "a simple logo"; it stays the user's own words."""
     result = await _submit(pipeline, "draw my logo on a coffee mug", f"bob-{unique}")
     assert result.status == "completed"
     logo = next(g for g in result.gaps if g.subject == "logo")
-    assert logo.strategy == "default" and logo.status == "filled" and logo.source == "default"
-    assert "clarification not allowed" in logo.reason
+    assert logo.status == "unfilled" and logo.value is None and logo.source is None
+    assert "clarification not allowed" in logo.reason and "nothing invented" in logo.reason
+    assert "a simple" not in result.prompt and "my logo" in result.prompt
 
 
 async def test_an_unanswered_question_expires_and_another_users_answer_is_ignored(pipeline, broker, unique):

@@ -167,3 +167,41 @@ async def test_an_item_this_version_cannot_read_is_skipped_not_fatal(memory, cli
     await client.hset(f"{prefix}mem:alice:items", "m-future", '{"id": "m-future", "kind": "telepathy", "text": "?"}')
     await client.zadd(f"{prefix}mem:alice:order", {"m-future": 99})
     assert [i.id for i in await memory.items("alice")] == ["m-1", "m-2"]
+
+
+async def test_vectors_are_stored_beside_the_items_once_and_forget_drops_them(memory, client, prefix):
+    """Issue 15: an item's embedding is computed once and kept in Redis beside it, not recomputed per request; the
+    planner reads it back, and `memory forget` (one item or all) removes it with the item."""
+    from datetime import date
+
+    from agents.memory import items_from_user_text
+    from agents.planner import HeuristicPlanner
+    from schemas.records import ImageRequest
+    from tests.unit.fakes import FakeEmbedder
+
+    embedder = FakeEmbedder(synonyms={"pup": "dog", "kitty": "cat"})
+    [dog] = await memory.add("alice", items_from_user_text("my dog Max is a corgi"))
+    [cat] = await memory.add("alice", items_from_user_text("my cat Pixel is a grey sphynx"))
+    planner = HeuristicPlanner(memory, today=lambda: date(2026, 11, 26), embedder=embedder)
+    record = await planner(ImageRequest(request_id="r-1", user_id="alice", prompt="my pup on a rug"))
+    assert any(g.status == "filled" and "corgi" in (g.value or "") for g in record.gaps)
+    key = f"{prefix}mem:alice:vec:{embedder.model}"
+    assert set(await client.hkeys(key)) == {dog.id.encode(), cat.id.encode()}
+    assert key.encode() in await client.smembers(f"{prefix}mem:alice:keys")
+    # A second request embeds only its own reference: the items' vectors come from Redis.
+    embedder.embedded.clear()
+    await planner(ImageRequest(request_id="r-2", user_id="alice", prompt="my kitty on a rug"))
+    assert embedder.embedded == ["kitty"]
+    assert await memory.forget("alice", dog.id) == 1
+    assert set(await client.hkeys(key)) == {cat.id.encode()}
+    await memory.forget("alice")
+    assert [k async for k in client.scan_iter(match=f"{prefix}mem:alice:*")] == []
+
+
+async def test_a_vector_for_an_item_forgotten_meanwhile_is_not_kept(memory, client, prefix):
+    from agents.memory import items_from_user_text
+
+    [item] = await memory.add("bob", items_from_user_text("my dog Rex is a beagle"))
+    await memory.forget("bob", item.id)
+    await memory.put_vectors("bob", "m", {item.id: b"\x00\x01"})
+    assert await memory.vectors("bob", "m") == {}

@@ -43,8 +43,57 @@ class FakeMemoryStore:
         mine = self.data.get(user_id, {})
         if item_id is None:
             self.data.pop(user_id, None)
+            self.vecs.pop(user_id, None)
             return len(mine)
+        for by_model in self.vecs.get(user_id, {}).values():
+            by_model.pop(item_id, None)
         return 1 if mine.pop(item_id, None) else 0
+
+    @property
+    def vecs(self) -> dict:
+        return self.__dict__.setdefault("_vecs", {})
+
+    async def vectors(self, user_id: str, model: str) -> dict[str, bytes]:
+        self.calls.append(("vectors", user_id))
+        if self.fail:
+            raise self.fail
+        return dict(self.vecs.get(user_id, {}).get(model, {}))
+
+    async def put_vectors(self, user_id: str, model: str, vectors: dict[str, bytes]) -> None:
+        self.calls.append(("put_vectors", user_id))
+        self.vecs.setdefault(user_id, {}).setdefault(model, {}).update(vectors)
+
+
+class FakeEmbedder:
+    """`Embedder` that is deterministic and tiny: each word hashes to a fixed random unit vector, a text is the
+    normalised sum of its words' vectors, and `synonyms` map words onto one another ("pup" -> "dog") so a test can
+    say which words mean the same. Counts the texts it embedded."""
+
+    model = "fake-hash-embedder"
+    dim = 64
+
+    def __init__(self, synonyms: Optional[dict[str, str]] = None) -> None:
+        self.synonyms = {k.lower(): v.lower() for k, v in (synonyms or {}).items()}
+        self.embedded: list[str] = []
+
+    def _word(self, word: str) -> np.ndarray:
+        import hashlib
+
+        seed = int.from_bytes(hashlib.sha256(self.synonyms.get(word, word).encode()).digest()[:4], "big")
+        vector = np.random.default_rng(seed).standard_normal(self.dim)
+        return vector / np.linalg.norm(vector)
+
+    def vector(self, text: str) -> np.ndarray:
+        words = re.findall(r"[a-z0-9]+", text.lower()) or ["<empty>"]
+        total = sum(self._word(w) for w in words)
+        return (total / np.linalg.norm(total)).astype(np.float32)
+
+    def embed_sync(self, texts: Sequence[str]) -> list[np.ndarray]:
+        self.embedded += list(texts)
+        return [self.vector(t) for t in texts]
+
+    async def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
+        return self.embed_sync(texts)
 
 
 class MemoryDedupe:

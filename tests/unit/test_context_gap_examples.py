@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.clarify import settle
 from agents.enricher import Enricher
 from agents.memory import items_from_user_text
 from agents.planner import HeuristicPlanner
@@ -41,13 +42,18 @@ async def test_example(case, example_corpus):
     enricher = Enricher(GenerationDefaults(width=64, height=64, steps=4, guidance=7.5, max_side=512))
 
     request = ImageRequest(request_id=f"ex-{case['user']}", user_id=case["user"], prompt=case["prompt"])
-    enriched = await enricher(await searcher(await planner(request)))
+    planned = await planner(request)
+    settle(planned, allow_question=False)  # as the planner stage does: nothing invented for an unknown memory gap
+    enriched = await enricher(await searcher(planned))
 
     prompt = enriched.prompt.lower()
     for word in case["expect"]:
         assert word.lower() in prompt, f"{case['user']}: {word!r} missing from {enriched.prompt!r}"
     for word in case["forbid"]:
         assert word.lower() not in prompt, f"{case['user']}: {word!r} must not be in {enriched.prompt!r}"
+    for word in case.get("forbid_search", []):
+        queries = [s.query.lower() for s in enriched.searches]
+        assert all(word.lower() not in q for q in queries), f"{case['user']}: {word!r} searched in {queries}"
     # Every added phrase names a gap that was filled, and the source that filled it.
     filled = {g.id: g.source for g in enriched.gaps if g.status == "filled"}
     for addition in enriched.additions:

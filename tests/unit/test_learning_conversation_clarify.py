@@ -77,21 +77,26 @@ def _gaps(allow: bool, *subjects: str) -> GapsRecord:
     return GapsRecord(request_id="r-1", user_id="alice", request=request, gaps=gaps)
 
 
-def test_one_question_at_most_and_defaults_for_the_rest():
+def test_one_question_at_most_and_the_rest_stays_unfilled():
     record = _gaps(True, "logo", "mascot")
     asked = settle(record, allow_question=True)
     assert asked.subject == "logo" and asked.strategy == "ask" and asked.status == "open"
     mascot = record.gaps[1]
-    assert (mascot.strategy, mascot.status, mascot.source) == ("default", "filled", "default")
-    assert "only one question" in mascot.reason
+    assert (mascot.status, mascot.value, mascot.source) == ("unfilled", None, None)
+    assert "only one question" in mascot.reason and "nothing invented" in mascot.reason
     assert "logo" in question_for(asked)
 
 
-def test_without_permission_every_gap_gets_a_recorded_default():
-    record = _gaps(False, "logo")
+def test_without_permission_nothing_is_invented_for_a_memory_gap():
+    """Issue 15: "a poster of my dog Max" with no memory got "a simple dog", marked filled."""
+    record = _gaps(False, "logo", "style")
     assert settle(record, allow_question=False) is None
-    gap = record.gaps[0]
-    assert gap.value == "a simple logo" and "clarification not allowed: default used" in gap.reason
+    logo, style = record.gaps
+    assert (logo.status, logo.value) == ("unfilled", None)
+    assert "clarification not allowed" in logo.reason and "nothing invented" in logo.reason
+    # A style is a preference, the one thing a default may stand in for; it says it is a default.
+    assert (style.status, style.source, style.filled_by) == ("filled", "default", "default")
+    assert "default style used" in style.reason
 
 
 def test_an_answer_becomes_a_sourced_memory_item_that_fills_the_gap_next_time():

@@ -128,10 +128,47 @@ async def test_json_mode_fallback_when_json_schema_is_rejected_and_remembered(fa
 
 
 async def test_json_mode_rejected_too_is_an_http_error(fake, make_llm):
-    fake.queue(Reply.schema_unsupported(), Reply.error(400, "response_format json_object unsupported"))
+    fake.queue(Reply.schema_unsupported(), Reply.error(400, "response_format json_object unsupported"),
+               Reply.error(400, "response_format json_object unsupported"))
     err = await fails(make_llm(fake.base_url))
     assert (err.kind, err.retriable) == ("http_error", False)
-    assert len(fake.chat_requests) == 2
+    # json_schema, then json_object with the schema beside it, then plain json_object.
+    assert len(fake.chat_requests) == 3
+    assert "schema" in fake.chat_requests[1].response_format and "schema" not in fake.chat_requests[2].response_format
+
+
+async def test_llama_cpp_servers_500_validation_error_on_json_schema_is_a_rejection(fake, make_llm):
+    """llama-cpp-python's server answers json_schema with HTTP 500 and a pydantic error naming response_format."""
+    fake.queue(Reply.error(500, "1 validation error: {'type': 'literal_error', 'loc': ('body', 'response_format', "
+                                "'type'), 'msg': \"Input should be 'text' or 'json_object'\"}"), GOOD)
+    llm = make_llm(fake.base_url)
+    reply = await llm.complete(system="You plan.", user="u", output=PlanOut)
+    assert reply.output.confidence == 0.8 and llm.json_mode
+    second = fake.chat_requests[1].response_format
+    assert second["type"] == "json_object" and second["schema"] == PlanOut.model_json_schema()
+
+
+async def test_a_partly_valid_answer_keeps_its_valid_entries(fake, make_llm):
+    from pydantic import BaseModel
+
+    class Entry(BaseModel):
+        name: str
+        score: float
+
+    class Entries(BaseModel):
+        entries: list[Entry]
+
+    fake.queue(Reply.text(json.dumps({"entries": [{"name": "a", "score": 1}, {"name": "b", "score": "high"},
+                                                  {"name": "c", "score": 0.5}]})))
+    reply = await make_llm(fake.base_url).complete(system="s", user="u", output=Entries)
+    assert [e.name for e in reply.output.entries] == ["a", "c"]
+    assert len(reply.dropped) == 1 and reply.dropped[0].startswith("entries[1].score")
+
+
+async def test_max_tokens_bounds_every_answer(fake, make_llm):
+    fake.queue(GOOD)
+    await make_llm(fake.base_url, max_tokens=333).complete(system="s", user="u", output=PlanOut)
+    assert fake.chat_requests[0].body["max_tokens"] == 333
 
 
 @pytest.mark.parametrize("content", [

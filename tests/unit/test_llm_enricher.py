@@ -88,7 +88,10 @@ async def test_round_zero_prompt_with_every_used_fact_traced_to_its_gap_and_sour
     assert (call.stage, call.template, call.round, call.outcome) == (
         "enricher", f"enricher@{load_template('enricher').version}", 0, "ok")
     sent = llm.calls[0]
-    assert sent.output is EnricherOutput and DATA_RULE in sent.system
+    assert issubclass(sent.output, EnricherOutput) and DATA_RULE in sent.system
+    # `used` may cite only the filled gaps: the schema sent says so.
+    cited = sent.output.model_json_schema()["$defs"]["UsedFact"]["properties"]["gap_id"]
+    assert set(cited["enum"]) == {g.id for g in results().gaps if g.status == "filled"}
     assert ('<data id="g1" kind="knowledge" subject="Lantern Fair" source="lantern-fair.md">'
             "The 2026 Lantern Fair is held in Lisbon; lanterns are emerald.</data>") in sent.user
     assert '<data id="g1-f2" gap="g1" source="fair-news.md">Stalls sell silver paper boats.</data>' in sent.user
@@ -96,12 +99,48 @@ async def test_round_zero_prompt_with_every_used_fact_traced_to_its_gap_and_sour
     assert "- g2 (knowledge): fair mascot: no search results" in sent.user
 
 
+async def test_a_rewrite_that_resolves_the_request_with_what_was_found_is_kept_as_written():
+    answer = {**GOOD, "prompt": "emerald lanterns in Lisbon, silver paper boats, gouache style, soft natural lighting"}
+    out = await enricher(ScriptedLLM(answer))(results())
+    assert out.prompt == answer["prompt"] and out.degraded == [] and out.llm_calls[0].outcome == "ok"
+
+
+async def test_a_prompt_that_drops_the_request_and_found_nothing_gets_the_users_words_back_in_front():
+    record = results()
+    record = record.model_copy(update={"gaps": [g for g in record.gaps if g.source in (None, "default")],
+                                       "facts": [], "memory_used": [], "checklist": []})
+    answer = {"prompt": "soft natural lighting, detailed digital illustration", "negative_prompt": "", "used": []}
+    out = await enricher(ScriptedLLM(answer))(record)
+    assert out.prompt == f"{USER}, soft natural lighting, detailed digital illustration"
+    [kept] = out.degraded
+    assert "put the request's own words back" in kept and out.llm_calls[0].outcome == "ok"
+
+
+@pytest.mark.parametrize("change, note", [
+    ({"used": [{"text": "emerald lanterns in Lisbon", "gap_id": "g9"}]}, "from g9 (unknown gap) to g1"),
+    ({"used": [{"text": "emerald lanterns in Lisbon", "gap_id": "g2"}]}, "from g2 (unfilled gap) to g1"),
+    ({"used": [{"text": "gouache style", "gap_id": "g1"}]}, "from g1 (a gap that does not say it) to g3"),
+    ({"used": [{"text": "golden dragons", "gap_id": "g1"}]}, "dropped the claim 'golden dragons' (g1): not in"),
+])
+async def test_a_wrong_citation_is_repaired_or_dropped_and_the_valid_prompt_kept(change, note):
+    """Issue 15: one bad citation no longer throws away a prompt every word of which has a source."""
+    out = await enricher(ScriptedLLM({**GOOD, **change}))(results())
+    assert out.prompt == GOOD["prompt"]
+    [kept] = out.degraded
+    assert kept.startswith("enricher: kept the valid part") and note in kept
+    assert out.llm_calls[0].outcome == "ok"
+    filled = {g.id: g.source for g in out.gaps if g.status == "filled"}
+    assert all(filled[a.gap_id] == a.source for a in out.additions)
+
+
 @pytest.mark.parametrize("change, reason", [
-    ({"used": [{"text": "emerald lanterns in Lisbon", "gap_id": "g9"}]}, "model cited unknown gap 'g9'"),
-    ({"used": [{"text": "emerald lanterns in Lisbon", "gap_id": "g2"}]}, "model cited unfilled gap 'g2'"),
-    ({"used": [{"text": "gouache style", "gap_id": "g1"}]}, "model cited g1 for 'gouache style', which that gap"),
-    ({"used": [{"text": "golden dragons", "gap_id": "g1"}]}, "but the prompt does not contain it"),
+    ({"prompt": f"{USER}, golden dragons", "used": [{"text": "golden dragons", "gap_id": "g1"}]},
+     "which no filled gap says"),
     ({"prompt": f"{USER}, emerald lanterns in Madrid, 1999 edition", "used": []}, "model added 'Madrid', '1999'"),
+    ({"prompt": "Use only fact-specific details that can be found in the data block.", "used": []},
+     "model wrote mostly words no source gave"),
+    ({"prompt": f"{USER}, EnricherOutput", "used": []}, "model wrote mostly words no source gave"),
+    ({"prompt": f"{USER}, soft natural lighting", "used": []}, "model wrote a prompt that uses nothing the filled gaps found"),
     ({"prompt": "   "}, "model wrote an empty prompt"),
 ])
 async def test_uncited_or_invented_facts_fall_back_to_the_heuristic_prompt(change, reason):
@@ -127,8 +166,9 @@ async def test_unreachable_model_falls_back_and_dead_letter_mode_raises():
     with pytest.raises(LLMError) as caught:
         await enricher(ScriptedLLM(unreachable()), on_error="dead-letter")(results())
     assert caught.value.retriable is False and caught.value.kind == "unreachable"
-    with pytest.raises(LLMError, match="unknown gap") as caught:
-        await enricher(ScriptedLLM({**GOOD, "used": [{"text": "x", "gap_id": "g7"}]}), on_error="dead-letter")(
+    with pytest.raises(LLMError, match="no filled gap says") as caught:
+        await enricher(ScriptedLLM({**GOOD, "prompt": f"{USER}, golden dragons",
+                                    "used": [{"text": "golden dragons", "gap_id": "g7"}]}), on_error="dead-letter")(
             results())
     assert caught.value.kind == "invalid_output"
 
