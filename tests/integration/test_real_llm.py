@@ -6,13 +6,14 @@ port; OPENAI_BASE_URL points at it and the stages are built from settings as a w
 output. What is asserted is the contract, not the model's skill: the structured-output request is accepted by the
 server (llama-cpp-python's server rejects `json_schema`; `json_object` with the schema beside it is accepted and
 decoded with a grammar), every call ends in a validated answer or a marked fallback, and the records stay valid and
-traceable. It runs in CI: a missing package fails here with what to install, it does not skip.
+traceable. It runs in CI: there a missing package fails with what to install; elsewhere it skips, saying so.
 
 How often the tiny model is good enough not to fall back: `python benchmarks/real_llm.py` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -30,7 +31,11 @@ pytestmark = pytest.mark.timeout(900)
 def server(tmp_path_factory):
     reason = llama_server.missing()
     if reason:
-        pytest.fail(reason)
+        # CI must run this test (.ci/run builds and installs the server); on a developer's machine without the
+        # build, the README's test command still passes and says what is missing.
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     with llama_server.LlamaServer(tmp_path_factory.mktemp("llama")) as running:
         print(f"\nllama_cpp.server ready in {running.started_s:.1f} s on {running.base_url}")
         yield running
