@@ -27,16 +27,29 @@ _DTYPES = ("float32", "float16", "bfloat16")
 _FEW_STEP_MARKERS = ("turbo", "lightning", "lcm", "schnell", "hyper")
 
 
+# diffusers and transformers resolve their classes lazily on first access, and two threads doing that at once can
+# see a half-made module (seen: "module 'diffusers' has no attribute 'UNet2DConditionModel'" when two workers in
+# one process built their pipelines together): the first import and resolution happen under one lock.
+_IMPORT_LOCK = threading.Lock()
+
+
 def _image_extra() -> tuple[Any, Any, Any]:
-    try:
-        import diffusers
-        import torch
-        import transformers
-    except ImportError as exc:
-        raise ImportError(
-            f"image generation needs the optional dependencies of the image extra ({exc.name} is missing): "
-            "pip install 'gapstream[image]'"
-        ) from exc
+    with _IMPORT_LOCK:
+        try:
+            import diffusers
+            import torch
+            import transformers
+
+            for name in ("UNet2DConditionModel", "AutoencoderKL", "EulerDiscreteScheduler", "StableDiffusionPipeline",
+                         "AutoPipelineForText2Image"):
+                getattr(diffusers, name)  # resolved here, under the lock
+            for name in ("CLIPTextConfig", "CLIPTextModel", "CLIPTokenizer"):
+                getattr(transformers, name)
+        except ImportError as exc:
+            raise ImportError(
+                f"image generation needs the optional dependencies of the image extra ({exc.name} is missing): "
+                "pip install 'gapstream[image]'"
+            ) from exc
     return torch, diffusers, transformers
 
 

@@ -34,7 +34,7 @@ def build_search_backends(settings: Settings, redis_client: Any = None, embedder
         backends.append(CachedSearch(
             web, redis_client, ttl_s=settings.search_cache_ttl_s, fresh_ttl_s=settings.search_cache_fresh_ttl_s,
             budget_per_minute=settings.search_budget_per_minute or None,
-            prefix=f"{settings.app_id}:search:",
+            prefix=f"{settings.redis_namespace}search:",
         ))
     return backends
 

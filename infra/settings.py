@@ -164,6 +164,13 @@ class Settings:
         return self.kafka_bootstrap is None
 
     @property
+    def redis_namespace(self) -> str:
+        """The one prefix of every Redis key this deployment writes (memory, dedupe marks, result claims, pending
+        questions, deadlines, the search cache, the web page's index): two deployments with different app ids can
+        share one Redis without seeing each other's keys. The default app id keeps the keys' old `gapstream:`."""
+        return f"{self.app_id}:"
+
+    @property
     def on_tansu(self) -> bool:
         return self.broker_kind == "tansu"
 
@@ -194,6 +201,9 @@ class Settings:
         corpus_dir = Path(corpus).expanduser() if corpus else None
         if corpus_dir is not None and not corpus_dir.is_dir():
             raise SettingsError(f"GAPSTREAM_CORPUS_DIR={corpus!r} is not a directory")
+        app_id = _str(env, "GAPSTREAM_APP_ID", "gapstream")
+        if not all(c.isalnum() or c in "._-" for c in app_id):  # it names consumer groups and Redis keys
+            raise SettingsError(f"GAPSTREAM_APP_ID may hold only letters, digits, '.', '_' and '-': {app_id!r}")
         prefix = _str(env, "GAPSTREAM_TOPIC_PREFIX", "gapstream.")
         if not all(c.isalnum() or c in "._-" for c in prefix):
             raise SettingsError(f"GAPSTREAM_TOPIC_PREFIX may hold only letters, digits, '.', '_' and '-': {prefix!r}")
@@ -209,7 +219,7 @@ class Settings:
             redis_url=_str(env, "GAPSTREAM_REDIS_URL"),
             topic_prefix=prefix,
             topic_partitions=_int(env, "GAPSTREAM_TOPIC_PARTITIONS", 4, 1, 1024),
-            app_id=_str(env, "GAPSTREAM_APP_ID", "gapstream"),
+            app_id=app_id,
             corpus_dir=corpus_dir,
             image_store=_str(env, "GAPSTREAM_IMAGE_STORE", str(home / "images")),
             image_model=_str(env, "GAPSTREAM_IMAGE_MODEL"),

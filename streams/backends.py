@@ -107,13 +107,15 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
         vlm=vlm,
         embedder=embedder,
         redis_url=redis_url,
-        memory=OutageTranslating(RedisMemoryStore(client, ttl_s=settings.memory_ttl_s,
+        memory=OutageTranslating(RedisMemoryStore(client, prefix=settings.redis_namespace,
+                                                   ttl_s=settings.memory_ttl_s,
                                                    history_cap=settings.memory_history_cap)),  # type: ignore[arg-type]
-        dedupe=RedisDedupe(client),
+        dedupe=RedisDedupe(client, prefix=settings.redis_namespace),
         image_store=open_image_store(settings.image_store, s3_endpoint_url=settings.s3_endpoint_url,
                                      s3_region=settings.s3_region),
         search=search,
         text_to_image=text_to_image,
         _redis=client,
-        claims=ResultClaims(client, lease_s=settings.result_claim_lease_s, ttl_s=settings.dedupe_ttl_s),
+        claims=ResultClaims(client, prefix=settings.redis_namespace, lease_s=settings.result_claim_lease_s,
+                            ttl_s=settings.dedupe_ttl_s),
     )

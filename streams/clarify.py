@@ -49,7 +49,7 @@ def _iso(epoch: float) -> str:
 def pending_store(backends: Any) -> Any:
     from infra.redis_clarify import PendingQuestions
 
-    return PendingQuestions(backends._redis, prefix=f"{backends.settings.app_id}:")
+    return PendingQuestions(backends._redis, prefix=backends.settings.redis_namespace)
 
 
 async def load_turn(memory: Any, user_id: str, request_id: str) -> Optional[Turn]:
@@ -255,7 +255,7 @@ def answer_command(settings: Any, request_id: str, text: str, user: str, timeout
         async with _redis_url(settings) as url:
             client = aioredis.Redis.from_url(url)
             try:
-                seen = await PendingQuestions(client, prefix=f"{settings.app_id}:").peek(request_id)
+                seen = await PendingQuestions(client, prefix=settings.redis_namespace).peek(request_id)
             finally:
                 await client.aclose()
         if seen is None:

@@ -308,7 +308,8 @@ async def _memory_store(settings: Settings) -> AsyncIterator[Any]:
     from infra.redis_memory import RedisMemoryStore
 
     async with _redis_url(settings) as url:
-        store = RedisMemoryStore.from_url(url, ttl_s=settings.memory_ttl_s, history_cap=settings.memory_history_cap)
+        store = RedisMemoryStore.from_url(url, prefix=settings.redis_namespace, ttl_s=settings.memory_ttl_s,
+                                          history_cap=settings.memory_history_cap)
         try:
             yield store
         finally:

@@ -6,8 +6,8 @@ The watchdog is a support stage (its own consumer group, `<app_id>-watchdog`) th
 answer next; state lives in Redis, so any number of watchdogs share it and a restarted one picks up where the last
 left off:
 
-- `{prefix}watch:{app_id}:due` — a sorted set of request ids by deadline (epoch seconds);
-- `{prefix}watch:{app_id}:req:{request_id}` — `rank|stage|user_id`, expiring on its own.
+- `{namespace}watch:due` — a sorted set of request ids by deadline (epoch seconds);
+- `{namespace}watch:req:{request_id}` — `rank|stage|user_id`, expiring on its own (namespace: `{app_id}:`).
 
 `rank` = round × 10 + hop keeps the state moving forward only: topics are consumed independently, so an older hop
 may be read after a newer one. A result is the last rank. The sweep takes each overdue id with ZREM (one sweeper
@@ -72,15 +72,14 @@ def _text(value: Any) -> str:
 
 class Watchdog:
     def __init__(self, client: Any, claims: ResultClaims, settings: Settings,
-                 send_result: Callable[[str, bytes], Awaitable[None]], *, prefix: str = "gapstream:",
-                 results_log: Any = None) -> None:
+                 send_result: Callable[[str, bytes], Awaitable[None]], *, results_log: Any = None) -> None:
         self.redis = client
         self.claims = claims
         self.settings = settings
         self.send_result = send_result
         self.results_log = results_log
         self.deadline_s = settings.request_deadline_s
-        base = f"{prefix}watch:{settings.app_id}:"
+        base = f"{settings.redis_namespace}watch:"
         self.due_key = base + "due"
         self.req_prefix = base + "req:"
         self._observe = client.register_script(_OBSERVE)

@@ -56,7 +56,7 @@ class ResultIndex:
                  on_result: Optional[Callable[[ResultRecord], Awaitable[None]]] = None) -> None:
         self.redis = redis
         self.settings = settings
-        self.prefix = f"{settings.app_id}:ui:"
+        self.prefix = f"{settings.redis_namespace}ui:"
         self.ttl_s = settings.memory_history_ttl_s
         self.on_result = on_result
         self._put = redis.register_script(_PUT)

@@ -62,10 +62,10 @@ class Services:
 
         settings = self.settings
         self.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
-        # The same keys the planner reads: the workers' default prefix and the clarification store's app prefix.
-        self.memory = RedisMemoryStore(self.redis, ttl_s=settings.memory_ttl_s,
+        # The same keys the planner reads: the deployment's one namespace.
+        self.memory = RedisMemoryStore(self.redis, prefix=settings.redis_namespace, ttl_s=settings.memory_ttl_s,
                                        history_cap=settings.memory_history_cap)
-        self.pending = PendingQuestions(self.redis, prefix=f"{settings.app_id}:")
+        self.pending = PendingQuestions(self.redis, prefix=settings.redis_namespace)
         self.images = open_image_store(settings.image_store, s3_endpoint_url=settings.s3_endpoint_url,
                                        s3_region=settings.s3_region)
         # Resolved against the broker (kind, replication): the producer and every reader suit it.
