@@ -28,8 +28,8 @@ async def pipeline(broker, redis_url, tmp_path_factory):
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def store(redis_url):
-    store = RedisMemoryStore.from_url(redis_url)
+async def store(redis_url, pipeline):
+    store = RedisMemoryStore.from_url(redis_url, prefix=pipeline[0].redis_namespace)  # the deployment's memory
     users: list[str] = []
     yield store, users
     for user in users:

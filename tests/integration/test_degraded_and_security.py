@@ -27,10 +27,10 @@ from tests.integration.kafka_tools import isolated_settings, running_pipeline
 async def test_redis_outage_degrades_planning_and_the_worker_recovers_by_itself(broker, tmp_path, unique):
     store_server = RestartableRedis(tmp_path / "redis").start()
     user = f"u-{unique}"
-    memory = RedisMemoryStore.from_url(store_server.url)
+    settings = isolated_settings(tmp_path, "dg")
+    memory = RedisMemoryStore.from_url(store_server.url, prefix=settings.redis_namespace)  # the deployment's
     await memory.add(user, items_from_user_text("I like watercolor"))
     await memory.aclose()
-    settings = isolated_settings(tmp_path, "dg")
     try:
         async with running_pipeline(settings, broker.bootstrap, store_server.url) as (watcher, producer):
             store_server.stop()

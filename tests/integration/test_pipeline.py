@@ -38,7 +38,7 @@ async def _run(pipeline, unique, prompt, user=None, **fields):
 async def test_request_travels_every_topic_and_yields_an_image_and_trace(pipeline, broker, redis_url, unique):
     settings = pipeline[0]
     user = f"alice-{unique}"
-    store = RedisMemoryStore.from_url(redis_url)
+    store = RedisMemoryStore.from_url(redis_url, prefix=settings.redis_namespace)  # the deployment's memory
     try:
         await store.add(user, items_from_user_text("my dog Max is a corgi"))
         await store.add(user, items_from_user_text("I like watercolor"))
