@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Optional
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -30,25 +31,36 @@ class KafkaResultLog:
         )
         self._partitioner = DefaultPartitioner()
         self._scan = asyncio.Lock()  # one assignment at a time on the shared consumer
-        self._partitions: list[int] = []  # of `results`, read at start (partition counts never shrink)
+        # The partitions of `results`, read again at most every PARTITIONS_MAX_AGE_S: an operator may add some, and
+        # the producer then spreads keys over the new count once its own metadata refreshes.
+        self._partitions: list[int] = []
+        self._partitions_read = 0.0
+
+    PARTITIONS_MAX_AGE_S = 60.0
 
     async def start(self) -> None:
+        await self._consumer.start()
+        await self._read_partitions()
+
+    async def _read_partitions(self) -> None:
         from streams.broker import partitions_of
 
-        await self._consumer.start()
         self._partitions = (await partitions_of(self._consumer, [self.topic]))[self.topic]
+        self._partitions_read = time.monotonic()
 
     async def stop(self) -> None:
         await self._consumer.stop()
 
-    def _partition(self, request_id: str) -> TopicPartition:
+    async def _partition(self, request_id: str) -> TopicPartition:
+        if time.monotonic() - self._partitions_read > self.PARTITIONS_MAX_AGE_S or not self._partitions:
+            await self._read_partitions()
         partitions = self._partitions
         if not partitions:
             raise ConnectionError(f"topic {self.topic} has no partitions yet")
         return TopicPartition(self.topic, self._partitioner(request_id.encode("utf-8"), partitions, partitions))
 
     async def marker(self, request_id: str) -> str:
-        tp = self._partition(request_id)
+        tp = await self._partition(request_id)
         end = (await self._consumer.end_offsets([tp]))[tp]
         return f"{tp.partition}@{end}"
 
