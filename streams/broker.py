@@ -45,6 +45,12 @@ async def for_broker(bootstrap: str, settings: Settings) -> Settings:
     return settings.with_overrides(broker_kind=kind, topic_replication=replication)
 
 
+def bootstrap_servers(bootstrap: str) -> list[tuple[str, str]]:
+    """(host, port) of each server of a `host:port[,host:port…]` bootstrap, in order."""
+    return [(host or "127.0.0.1", port) for host, _, port in
+            (s.strip().rpartition(":") for s in bootstrap.split(",") if s.strip())]
+
+
 class BrokerAccessError(ConnectionError):
     """The broker is there but will not have us (login refused, TLS not trusted): retrying will not help."""
 
@@ -80,8 +86,8 @@ async def start_admin(bootstrap: str, settings: Settings) -> AIOKafkaAdminClient
 async def _why_not(bootstrap: str, settings: Settings, failure: Exception) -> Exception:
     """Connect to each bootstrap server once more, by hand, to learn what aiokafka's bootstrap swallowed."""
     options = kafka_client_options(settings)
-    for server in (s.strip() for s in bootstrap.split(",") if s.strip()):
-        host, _, port = server.rpartition(":")
+    for host, port in bootstrap_servers(bootstrap):
+        server = f"{host}:{port}"
         try:
             conn = await create_conn(host, int(port), **options)
         except SaslAuthenticationFailed as exc:

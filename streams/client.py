@@ -227,13 +227,15 @@ async def publish_and_wait(bootstrap: str, settings: Settings, topic: str, reque
 
 
 async def wait_for_broker(bootstrap: str, timeout_s: float = 15.0) -> None:
-    """Until one of the bootstrap servers (`host:port[,host:port…]`) accepts a connection."""
-    servers = [s.strip().rpartition(":") for s in bootstrap.split(",") if s.strip()]
+    """Until one of the bootstrap servers accepts a connection."""
+    from streams.broker import bootstrap_servers
+
+    servers = bootstrap_servers(bootstrap)
     deadline = time.monotonic() + timeout_s
     while True:
-        for host, _, port in servers:
+        for host, port in servers:
             try:
-                _, writer = await asyncio.open_connection(host or "127.0.0.1", int(port))
+                _, writer = await asyncio.open_connection(host, int(port))
                 writer.close()
                 return
             except (OSError, ValueError):
