@@ -42,6 +42,8 @@ class KafkaUnavailable(RuntimeError):
     """Kafka could not be provisioned or started; the message says what is missing."""
 
 
+# A copy of streams.local.free_port: this module imports nothing of gapstream's, so that `python3 -m tests.kafka
+# fetch` runs in .ci/run before the project is installed.
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
