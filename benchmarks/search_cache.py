@@ -4,7 +4,7 @@
                                       [--in-flight 8] [--upstream-ms 100]
 
 Runs the real Searcher → CachedSearch (real Redis) → SerpApiSearch (the real `serpapi` client) against the fake
-SerpAPI server of the tests (local, each upstream call takes `--upstream-ms`), and prints one JSON object:
+SerpAPI server (`benchmarks.fake_serpapi`, local; each upstream call takes `--upstream-ms`), and prints one JSON object:
 
 - pass 1 / pass 2 of the same workload (`--requests` requests, each with 2 knowledge gaps over `--queries` distinct
   queries, some differing only in case and spacing; `--in-flight` requests at a time, like a stage's concurrency):
@@ -38,7 +38,7 @@ from agents.searcher import Searcher  # noqa: E402
 from infra.search_cache import CachedSearch  # noqa: E402
 from infra.serpapi_search import SerpApiSearch  # noqa: E402
 from schemas.records import Gap, GapsRecord, ImageRequest  # noqa: E402
-from tests.fakes.serpapi_server import FakeSerpApi, SerpReply, _norm  # noqa: E402
+from benchmarks.fake_serpapi import FakeSerpApi, SerpReply, normalise_query  # noqa: E402
 
 KEY = "bench-serpapi-key"
 SUBJECTS = ["Lantern Fair", "Orbit kettle", "Kite Day", "Tide Run", "harbour festival", "night market",
@@ -82,7 +82,7 @@ async def run_pass(searcher: Searcher, cache: CachedSearch, fake: FakeSerpApi, r
     seconds = time.perf_counter() - started
     stats = Counter(cache.stats)
     stats.subtract(before_stats)
-    calls = Counter(_norm(c.query) for c in fake.calls[before_calls:])
+    calls = Counter(normalise_query(c.query) for c in fake.calls[before_calls:])
     lookups = stats["hit"] + stats["miss"] + stats["coalesced"]
     searches = [s for r in results for s in r.searches]
     return {
@@ -114,7 +114,7 @@ async def main(args: argparse.Namespace) -> dict:
         records = workload(args.requests, args.queries)
         figures: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cpu", "redis": args.redis_url,
                          "upstream_ms": args.upstream_ms, "in_flight": args.in_flight,
-                         "distinct_queries": len({_norm(g.query) for r in records for g in r.gaps})}
+                         "distinct_queries": len({normalise_query(g.query) for r in records for g in r.gaps})}
         figures["pass_1"] = await run_pass(searcher, cache, fake, records, args.in_flight)
         figures["pass_2"] = await run_pass(searcher, cache, fake, records, args.in_flight)
 

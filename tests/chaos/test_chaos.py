@@ -19,7 +19,7 @@ from streams.client import ensure_topics
 from tests.chaos.harness import BAD, BAD_KEYS, CPU_STAGES, Results, Workers, wait_for, worker_env
 from tests.servers import RestartableRedis
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.fakes.serpapi_server import FakeSerpApi, SerpReply
+from benchmarks.fake_serpapi import FakeSerpApi, SerpReply
 
 REQUESTS = 200
 

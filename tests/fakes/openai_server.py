@@ -70,7 +70,7 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 from aiohttp import web
 
-from tests.fakes.threaded import ThreadedFake
+from benchmarks.threaded_fake import ThreadedFake
 
 # Kept in step with infra.llm.JSON_MODE_MARKER (not imported: the fake has no dependency on the code under test).
 _JSON_MODE_NAME = re.compile(r'Respond with one JSON object that matches the JSON Schema "([^"]+)"')

@@ -14,7 +14,7 @@ from infra.settings import Settings
 from schemas.records import ImageRequest
 from streams.client import publish_request
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.fakes.serpapi_server import FakeSerpApi, SerpReply
+from benchmarks.fake_serpapi import FakeSerpApi, SerpReply
 from tests.integration.kafka_tools import read_topic, running_pipeline
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -15,7 +15,7 @@ from agents.searcher import Searcher
 from infra.search_cache import CachedSearch, is_time_sensitive
 from infra.serpapi_search import SerpApiSearch
 from schemas.records import Gap, GapsRecord, ImageRequest
-from tests.fakes.serpapi_server import FakeSerpApi, SerpReply
+from benchmarks.fake_serpapi import FakeSerpApi, SerpReply
 
 KEY = "sk-cache-test"
 TODAY = date(2026, 11, 26)

@@ -15,7 +15,7 @@ from infra.search_factory import build_page_reader, build_search_backends, searc
 from infra.serpapi_search import SerpApiSearch, normalize_date, normalize_results
 from infra.settings import Settings
 from schemas.records import Gap, GapsRecord, ImageRequest
-from tests.fakes.serpapi_server import FakeSerpApi, SerpReply
+from benchmarks.fake_serpapi import FakeSerpApi, SerpReply
 
 KEY = "sk-serp-SECRET-1234567890"
 TODAY = date(2026, 11, 26)

@@ -1,4 +1,4 @@
-"""A fake SerpAPI HTTP server for tests and benchmarks: a real aiohttp server on 127.0.0.1, scripted per query.
+"""A fake SerpAPI HTTP server for benchmarks and tests: a real aiohttp server on 127.0.0.1, scripted per query.
 
 The real `serpapi` client (requests) talks to it over HTTP — point `SerpApiSearch(base_url=fake.base_url)` or
 `GAPSTREAM_SERPAPI_URL` at it. It serves `GET /search` (what the client calls) and `/search.json`, with JSON shaped
@@ -29,10 +29,10 @@ from typing import Any, Callable, Optional, Union
 
 from aiohttp import web
 
-from tests.fakes.threaded import ThreadedFake
+from benchmarks.threaded_fake import ThreadedFake
 
 
-def _norm(query: str) -> str:
+def normalise_query(query: str) -> str:
     return re.sub(r"\s+", " ", query or "").strip().lower()
 
 
@@ -123,13 +123,13 @@ class FakeSerpApi(ThreadedFake):
 
     def script(self, query: str, *replies: Script) -> None:
         """Answers for `query`, one per call; the last one repeats."""
-        self.scripts[_norm(query)] = list(replies)
+        self.scripts[normalise_query(query)] = list(replies)
 
     def calls_for(self, query: str) -> int:
-        return sum(1 for call in self.calls if _norm(call.query) == _norm(query))
+        return sum(1 for call in self.calls if normalise_query(call.query) == normalise_query(query))
 
     def _reply_for(self, query: str) -> Optional[SerpReply]:
-        queue = self.scripts.get(_norm(query))
+        queue = self.scripts.get(normalise_query(query))
         script: Optional[Script] = None
         if queue:
             script = queue.pop(0) if len(queue) > 1 else queue[0]
