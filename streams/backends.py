@@ -30,6 +30,15 @@ def parse_stages(spec: Optional[str]) -> tuple[str, ...]:
     return tuple(stage for stage in known if stage in names)
 
 
+@dataclass(frozen=True)
+class BackendOverrides:
+    """Backends a caller supplies instead of those the settings choose (the benchmarks' simulated models)."""
+    text_to_image: Optional[TextToImage] = None
+    llm: Optional[StructuredLLM] = None   # planner and enricher
+    vlm: Optional[StructuredLLM] = None   # critic
+    search: Optional[list[SearchBackend]] = None
+
+
 @dataclass
 class Backends:
     settings: Settings
@@ -54,8 +63,10 @@ class Backends:
             await self._redis.aclose()
 
 
-async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, ...]) -> Backends:
-    """Only what the chosen stages need is built: a CPU-only worker never imports torch."""
+async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, ...],
+                        overrides: Optional[BackendOverrides] = None) -> Backends:
+    """Only what the chosen stages need is built: a CPU-only worker never imports torch. What `overrides` supplies
+    is used instead of what the settings would build (and is never built)."""
     import redis.asyncio as aioredis
 
     from infra.image_store import open_image_store
@@ -70,33 +81,30 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
         from infra.embeddings import build_embedder
 
         embedder = await asyncio.to_thread(build_embedder, settings)
+    overrides = overrides or BackendOverrides()
     search: list[SearchBackend] = []
-    if "searcher" in stages:
+    if "searcher" in stages and overrides.search is not None:
+        search = list(overrides.search)
+    elif "searcher" in stages:
         from infra.search_factory import build_search_backends
 
         search = await asyncio.to_thread(build_search_backends, settings, client, embedder)
     text_to_image = None
-    if "generator" in stages and settings.simulated_seconds_per_image is not None:  # issue 9: benchmarks
-        from infra.simulated import SimulatedTextToImage
-
-        text_to_image = SimulatedTextToImage(settings.simulated_seconds_per_image,
-                                             seconds_per_batched_image=settings.simulated_seconds_per_batched_image)
+    if "generator" in stages and overrides.text_to_image is not None:
+        text_to_image = overrides.text_to_image
     elif "generator" in stages:
         from infra.diffusion import load_text_to_image
 
         text_to_image = await asyncio.to_thread(load_text_to_image, settings)
     llm = vlm = None
-    if settings.llm_model or settings.vlm_model:
+    if (settings.llm_model or settings.vlm_model) and (overrides.llm is None or overrides.vlm is None):
         from infra.llm import build_llms
 
         llm, vlm = build_llms(settings)
-    if settings.simulated_search_s is not None or settings.simulated_llm_s is not None:  # issue 9: benchmarks
-        from infra.simulated import SimulatedLLM, SimulatedSearch
-
-        if settings.simulated_search_s is not None and "searcher" in stages:
-            search = [SimulatedSearch(settings.simulated_search_s)]
-        if settings.simulated_llm_s is not None:
-            llm = vlm = SimulatedLLM(settings.simulated_llm_s)
+    if overrides.llm is not None:
+        llm = overrides.llm
+    if overrides.vlm is not None:
+        vlm = overrides.vlm
     if not {"planner", "enricher"} & set(stages):
         llm = None
     if "critic" not in stages:

@@ -1,6 +1,6 @@
 """`gapstream bench …`: benchmarks that print figures (ratios measured in one run), never pass/fail timings.
 
-Each benchmark lives in its own module, `streams.bench_<name>`, exposing a click command named `command`; the group
+Each benchmark lives in its own module, `benchmarks.<name>`, exposing a click command named `command`; the group
 imports it only when asked for, so the heavy imports of one benchmark never slow the CLI or another benchmark.
 """
 
@@ -13,9 +13,9 @@ import click
 
 # name -> (module, one-line help shown by `gapstream bench --help`)
 BENCHMARKS = {
-    "generator": ("streams.bench_generator", "Images/s one at a time vs micro-batched on the configured model."),
-    "pipeline": ("streams.bench_pipeline", "Raw 6-hop chain vs the pipeline vs a sequential agent script."),
-    "scaleout": ("streams.bench_scaleout", "Generator images/s in 1, 2 and 4 worker processes of one group."),
+    "generator": ("benchmarks.generator", "Images/s one at a time vs micro-batched on the configured model."),
+    "pipeline": ("benchmarks.pipeline", "Raw 6-hop chain vs the pipeline vs a sequential agent script."),
+    "scaleout": ("benchmarks.scaleout", "Generator images/s in 1, 2 and 4 worker processes of one group."),
 }
 
 

@@ -25,7 +25,7 @@ from schemas.topics import (
     SEARCH_RESULTS,
     TopicSpec,
 )
-from streams.backends import Backends, open_backends
+from streams.backends import BackendOverrides, Backends, open_backends
 from streams.client import ensure_topics
 from streams.faust_app import make_app
 from streams.stages import Delivery, Handler, StageProcessor
@@ -128,11 +128,13 @@ def _count_gaps(gaps: Any, when: str) -> None:
 class Worker:
     """`async with Worker(settings, bootstrap, redis_url, stages):` runs those stages until the block ends."""
 
-    def __init__(self, settings: Settings, bootstrap: str, redis_url: str, stages: tuple[str, ...]) -> None:
+    def __init__(self, settings: Settings, bootstrap: str, redis_url: str, stages: tuple[str, ...],
+                 overrides: Optional[BackendOverrides] = None) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
         self.redis_url = redis_url
         self.stages = stages
+        self.overrides = overrides  # backends the caller supplies instead of the settings' (benchmarks)
         self.backends: Optional[Backends] = None
         self.apps: list[Any] = []
         self._senders: dict[str, Any] = {}
@@ -144,7 +146,7 @@ class Worker:
     async def start(self) -> None:
         started = time.perf_counter()
         self.settings = await ensure_topics(self.bootstrap, self.settings)  # resolved against the broker
-        self.backends = await open_backends(self.settings, self.redis_url, self.stages)
+        self.backends = await open_backends(self.settings, self.redis_url, self.stages, self.overrides)
         from streams.result_log import KafkaResultLog
 
         self.results_log = KafkaResultLog(self.bootstrap, self.settings)

@@ -1,4 +1,5 @@
-"""Simulated backends: they cost their configured time and nothing else, and settings switch them on."""
+"""Simulated backends: they cost their configured time and nothing else, and a benchmark injects them in place of
+what the settings would build (`streams.backends.BackendOverrides`)."""
 
 import asyncio
 import time
@@ -7,7 +8,8 @@ import pytest
 
 from agents.ports import GenerationJob, LLMError, SearchBackend, StructuredLLM, TextToImage
 from infra.settings import Settings, SettingsError
-from infra.simulated import SimulatedLLM, SimulatedSearch, SimulatedTextToImage
+from benchmarks.simulated import SimulatedLLM, SimulatedSearch, SimulatedTextToImage, simulated_backends
+from streams.backends import STAGES, open_backends
 
 
 def _job(seed: int) -> GenerationJob:
@@ -68,3 +70,49 @@ def test_settings_switch_simulated_backends_on(tmp_path):
     assert batched.simulated_seconds_per_batched_image == 0.05
     with pytest.raises(SettingsError, match="GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE"):
         Settings.from_env({"GAPSTREAM_HOME": str(tmp_path), "GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE": "fast"})
+
+
+# Never reached: building Backends opens no connection, and these tests close them before using Redis.
+UNUSED_REDIS = "redis://127.0.0.1:9/0"
+
+
+def _settings(tmp_path, **env):
+    return Settings.from_env({"GAPSTREAM_HOME": str(tmp_path), "GAPSTREAM_SEMANTIC_MATCHING": "0", **env})
+
+
+async def test_overrides_replace_what_the_settings_would_build(tmp_path, monkeypatch):
+    import infra.diffusion
+
+    def no_diffusers(settings):
+        raise AssertionError("an overridden generator must not load a diffusion model")
+
+    monkeypatch.setattr(infra.diffusion, "load_text_to_image", no_diffusers)
+    settings = _settings(tmp_path, SERPAPI_API_KEY="k")
+    overrides = simulated_backends(0.0, llm_s=0.0, search_s=0.0)
+    backends = await open_backends(settings, UNUSED_REDIS, STAGES, overrides)
+    try:
+        assert backends.text_to_image is overrides.text_to_image
+        assert backends.llm is overrides.llm and backends.vlm is overrides.vlm
+        assert backends.search == overrides.search and isinstance(backends.search[0], SimulatedSearch)
+    finally:
+        await backends.aclose()
+    chosen = await open_backends(settings, UNUSED_REDIS, ("searcher",))  # without overrides: the settings' choice
+    try:
+        assert [type(b).__name__ for b in chosen.search] == ["CachedSearch"]
+    finally:
+        await chosen.aclose()
+
+
+async def test_overrides_still_go_only_to_the_stages_that_run_here(tmp_path):
+    overrides = simulated_backends(0.0, llm_s=0.0, search_s=0.0)
+    backends = await open_backends(_settings(tmp_path), UNUSED_REDIS, ("generator",), overrides)
+    try:
+        assert backends.text_to_image is overrides.text_to_image
+        assert (backends.llm, backends.vlm, backends.search) == (None, None, [])
+    finally:
+        await backends.aclose()
+    critic = await open_backends(_settings(tmp_path), UNUSED_REDIS, ("critic",), overrides)
+    try:
+        assert critic.vlm is overrides.vlm and (critic.llm, critic.text_to_image) == (None, None)
+    finally:
+        await critic.aclose()

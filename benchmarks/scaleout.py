@@ -1,10 +1,11 @@
 """`gapstream bench scaleout`: generator images/s in 1, 2 and 4 worker processes of one consumer group.
 
-Each worker is a real `gapstream worker --stages generator` process whose model is simulated
-(`GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE`, a sleep per image): on a 2-CPU machine, real models in 4 processes would
-measure the CPUs, not the design. Everything else is real: the broker, the consumer group and its rebalancing, the
-dedupe keys in Redis, PNG encoding and the image store. Jobs go round-robin over the partitions (as many keys do
-in practice), so the figure measures the group, not how a few keys happen to hash.
+Each worker is a generator worker process (`benchmarks.sim_worker`: the `streams.pipeline.Worker` that
+`gapstream worker --stages generator` runs) whose model is simulated (`benchmarks.simulated`, a sleep per image): on
+a 2-CPU machine, real models in 4 processes would measure the CPUs, not the design. Everything else is real: the
+broker, the consumer group and its rebalancing, the dedupe keys in Redis, PNG encoding and the image store. Jobs go
+round-robin over the partitions (as many keys do in practice), so the figure measures the group, not how a few keys
+happen to hash.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from typing import Any
 
 import click
 
+from benchmarks.common import SequentialAgent, machine, request, run_settings, say, services
+from benchmarks.sim_worker import STARTED as STARTED_LINE
 from infra.settings import Settings
-from streams.bench_common import SequentialAgent, machine, request, run_settings, say, services
-
-STARTED_LINE = "gapstream worker: stages"
 
 
 async def _template(settings: Settings, redis_url: str) -> dict:
@@ -41,7 +41,7 @@ async def _template(settings: Settings, redis_url: str) -> dict:
 
 
 class WorkerProcess:
-    def __init__(self, settings: Settings, bootstrap: str, redis_url: str, index: int) -> None:
+    def __init__(self, settings: Settings, bootstrap: str, redis_url: str, index: int, image_s: float) -> None:
         self.env = {
             **os.environ,
             "GAPSTREAM_KAFKA_BOOTSTRAP": bootstrap,
@@ -51,19 +51,19 @@ class WorkerProcess:
             "GAPSTREAM_TOPIC_PREFIX": settings.topic_prefix,
             "GAPSTREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
             "GAPSTREAM_APP_ID": settings.app_id,
-            "GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE": str(settings.simulated_seconds_per_image),
             "GAPSTREAM_BROKER_SESSION_TIMEOUT": str(settings.broker_session_timeout),
             "GAPSTREAM_METRICS_PORT": "0",
         }
         self.index = index
+        self.image_s = image_s
         self.proc: Any = None
         self.tail: list[str] = []
         self._drain: Any = None
 
     async def start(self, timeout_s: float = 120.0) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from streams.cli import main; main()", "worker", "--stages", "generator",
-            env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            sys.executable, "-m", "benchmarks.sim_worker", "--stages", "generator",
+            "--seconds-per-image", str(self.image_s), env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE, cwd=str(Path(__file__).resolve().parent.parent),
         )
         started = asyncio.get_running_loop().create_future()
@@ -133,10 +133,9 @@ async def one_size(base: Settings, bootstrap: str, redis_url: str, home: Path, t
     from streams.client import ensure_topics
     from streams.faust_app import kafka_client_options
 
-    settings = run_settings(base, home, f"scale{workers}", topic_partitions=partitions,
-                            simulated_seconds_per_image=image_s)
+    settings = run_settings(base, home, f"scale{workers}", topic_partitions=partitions)
     settings = await ensure_topics(bootstrap, settings)
-    procs = [WorkerProcess(settings, bootstrap, redis_url, i) for i in range(workers)]
+    procs = [WorkerProcess(settings, bootstrap, redis_url, i, image_s) for i in range(workers)]
     security = kafka_client_options(settings)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options(settings), **security)
     consumer = AIOKafkaConsumer(IMAGES.name(settings.topic_prefix), bootstrap_servers=bootstrap, group_id=None,
@@ -191,7 +190,7 @@ async def measure(base: Settings, sizes: list[int], partitions: int, images: int
                                "simulated_seconds_per_image": image_s, "worker_processes": sizes}
     async with services(base) as (bootstrap, redis_url, home):
         template_settings = run_settings(base, home, "tpl", corpus_dir=None, serpapi_api_key=None, llm_model=None,
-                                         vlm_model=None, simulated_llm_s=None, simulated_search_s=None)
+                                         vlm_model=None)
         template = await _template(template_settings, redis_url)
         for k in sizes:
             say(f"{k} generator worker process(es), {partitions} partitions, {images} images of {image_s} s")

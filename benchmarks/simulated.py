@@ -4,15 +4,16 @@
   costs `seconds_per_image` for its first image and `seconds_per_batched_image` for each further one (default: the
   same, i.e. no batching gain; a real GPU renders a batch in less than the sum of its images), so the rest of the
   stage (PNG encoding, the image store, the critic reading it back) still runs for real.
-  Used by `gapstream bench scaleout` through `GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE`, which makes any
-  `gapstream worker --stages generator` use it: on a 2-CPU machine a sleep is the only way to measure how a GPU
-  group scales without the workers competing for the same cores.
+  `gapstream bench scaleout` runs it in its generator worker processes (`benchmarks.sim_worker`): on a 2-CPU
+  machine a sleep is the only way to measure how a GPU group scales without the workers competing for the same
+  cores.
 - `SimulatedSearch`: a search backend that waits `latency_s` and finds nothing.
 - `SimulatedLLM`: a model that waits `latency_s` and then declines to answer (`LLMError`, not retriable), so the
   model-backed stage makes exactly one call of that latency per round and its heuristic fallback does the work.
 
 The `simulated` label is in every trace (search backend, LLM call model, image model) so a result produced by them
-is never mistaken for a real one.
+is never mistaken for a real one. The benchmarks hand them to the pipeline as `streams.backends.BackendOverrides`
+(`simulated_backends`); no setting switches them on, so a deployment never runs one by mistake.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ import asyncio
 import time
 from typing import Sequence
 
+from typing import Optional
+
 from agents.ports import GenerationDefaults, GenerationJob, LLMError, LLMReply
 from schemas.records import Hit
+from streams.backends import BackendOverrides
 
 SIMULATED = "simulated"
 
@@ -92,3 +96,17 @@ class SimulatedLLM:
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         raise LLMError("simulated model: latency only, no answer", retriable=False, kind="unreachable")
+
+
+def simulated_backends(seconds_per_image: Optional[float] = None, seconds_per_batched_image: Optional[float] = None,
+                       llm_s: Optional[float] = None, search_s: Optional[float] = None) -> BackendOverrides:
+    """Fresh simulated backends for one run; a latency left at None keeps what the settings choose for that part.
+    One model serves planner, enricher and critic, as one model endpoint would."""
+    model = None if llm_s is None else SimulatedLLM(llm_s)
+    return BackendOverrides(
+        text_to_image=(None if seconds_per_image is None
+                       else SimulatedTextToImage(seconds_per_image, seconds_per_batched_image=seconds_per_batched_image)),
+        llm=model,
+        vlm=model,
+        search=None if search_s is None else [SimulatedSearch(search_s)],
+    )

@@ -16,12 +16,11 @@ import json
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, Optional
 
 import click
 
-from infra.settings import Settings
-from streams.bench_common import (
+from benchmarks.common import (
     SequentialAgent,
     StageCpu,
     machine,
@@ -31,6 +30,9 @@ from streams.bench_common import (
     say,
     services,
 )
+from benchmarks.simulated import simulated_backends
+from infra.settings import Settings
+from streams.backends import BackendOverrides
 
 HOPS = 6
 
@@ -153,7 +155,8 @@ async def raw_chain(settings: Settings, bootstrap: str, payload: dict, n: int, i
 
 
 async def pipeline_run(settings: Settings, bootstrap: str, redis_url: str, n: int, in_flight: int,
-                       sample_cpu: bool = False, probe_n: int = 0) -> tuple[dict, list[float], Any]:
+                       sample_cpu: bool = False, probe_n: int = 0, overrides: Optional[BackendOverrides] = None
+                       ) -> tuple[dict, list[float], Any]:
     from schemas.topics import REQUESTS
     from streams.backends import STAGES
     from streams.client import ResultWatcher, new_producer
@@ -161,7 +164,7 @@ async def pipeline_run(settings: Settings, bootstrap: str, redis_url: str, n: in
     from streams.pipeline import Worker
 
     settings = await for_broker(bootstrap, settings)
-    async with Worker(settings, bootstrap, redis_url, STAGES) as worker:
+    async with Worker(settings, bootstrap, redis_url, STAGES, overrides=overrides) as worker:
         await worker.wait_assigned(60)
         watcher = ResultWatcher(bootstrap, settings)
         await watcher.start()
@@ -202,10 +205,11 @@ async def pipeline_run(settings: Settings, bootstrap: str, redis_url: str, n: in
     return {"elapsed_s": elapsed, "cpu_s": cpu, "probe": probe}, latencies, sampler
 
 
-async def sequential_run(settings: Settings, redis_url: str, n: int) -> float:
+async def sequential_run(settings: Settings, redis_url: str, n: int, overrides: Optional[BackendOverrides] = None
+                         ) -> float:
     from streams.backends import STAGES, open_backends
 
-    backends = await open_backends(settings, redis_url, STAGES)
+    backends = await open_backends(settings, redis_url, STAGES, overrides)
     try:
         agent = SequentialAgent(backends)
         run = uuid.uuid4().hex[:8]
@@ -220,12 +224,12 @@ async def sequential_run(settings: Settings, redis_url: str, n: int) -> float:
         await backends.aclose()
 
 
-async def sample_payload(settings: Settings, redis_url: str) -> dict:
+async def sample_payload(settings: Settings, redis_url: str, overrides: BackendOverrides) -> dict:
     """A real critique record (the biggest record a stage reads), so the raw chain moves what the stages move."""
     from schemas.topics import CRITIQUES
     from streams.backends import STAGES, open_backends
 
-    backends = await open_backends(settings, redis_url, STAGES)
+    backends = await open_backends(settings, redis_url, STAGES, overrides)
     try:
         record = await SequentialAgent(backends).run(request(0, "payload-" + uuid.uuid4().hex[:6]), until=CRITIQUES)
         return json.loads(record.model_dump_json())
@@ -240,10 +244,10 @@ async def measure(base: Settings, n: int, in_flight: int, realistic_n: int, sequ
                                "in_flight": in_flight, "latency_probe_requests": probe_n}
     async with services(base) as (bootstrap, redis_url, home):
         figures["embedded_services"] = {"broker": not base.kafka_bootstrap, "redis": not base.redis_url}
-        instant = run_settings(base, home, "instant", simulated_seconds_per_image=0.0, corpus_dir=None,
-                               serpapi_api_key=None, llm_model=None, vlm_model=None, simulated_llm_s=None,
-                               simulated_search_s=None)
-        payload = await sample_payload(instant, redis_url)
+        # Instant: no model, no search backend, a no-op generator (an instant simulated one).
+        instant = run_settings(base, home, "instant", corpus_dir=None, serpapi_api_key=None, llm_model=None,
+                               vlm_model=None)
+        payload = await sample_payload(instant, redis_url, simulated_backends(0.0))
         figures["record_bytes"] = len(json.dumps(payload))
 
         say(f"1/3 raw chain: {HOPS} hops, {raw_n} requests, {in_flight} in flight")
@@ -251,7 +255,7 @@ async def measure(base: Settings, n: int, in_flight: int, realistic_n: int, sequ
 
         say(f"2/3 pipeline, instant backends: {n} requests, {in_flight} in flight")
         run, latencies, sampler = await pipeline_run(instant, bootstrap, redis_url, n, in_flight, sample_cpu=True,
-                                                     probe_n=probe_n)
+                                                     probe_n=probe_n, overrides=simulated_backends(0.0))
         figures["requests_per_s_instant"] = round(n / run["elapsed_s"], 2)
         figures |= _latency_figures("latency_instant", latencies)
         figures |= _latency_figures("latency_instant_one_in_flight", run["probe"])
@@ -270,21 +274,24 @@ async def measure(base: Settings, n: int, in_flight: int, realistic_n: int, sequ
             figures[f"added_latency_p{q}_ms"] = round(
                 figures[f"latency_instant_one_in_flight_p{q}_ms"] - figures[f"latency_raw_one_in_flight_p{q}_ms"], 1)
 
-        def realistic(batched_s: float) -> Settings:
-            return run_settings(base, home, "realistic", simulated_seconds_per_image=image_s,
-                                simulated_seconds_per_batched_image=batched_s, corpus_dir=None, serpapi_api_key=None,
-                                llm_model=None, vlm_model=None, simulated_llm_s=llm_s, simulated_search_s=search_s)
+        def realistic() -> Settings:
+            return run_settings(base, home, "realistic", corpus_dir=None, serpapi_api_key=None, llm_model=None,
+                                vlm_model=None)
+
+        def sleeping(batched_s: float) -> BackendOverrides:
+            return simulated_backends(image_s, batched_s, llm_s=llm_s, search_s=search_s)
 
         figures["simulated_latency_s"] = {"llm_call": llm_s, "search": search_s, "image": image_s,
                                           "further_image_in_batch": image_batch_s}
         say(f"3/3 realistic latencies: pipeline {realistic_n} requests, {in_flight} in flight; "
             f"sequential script {sequential_n} requests")
-        batched = realistic(image_batch_s)
-        run, latencies, _ = await pipeline_run(batched, bootstrap, redis_url, realistic_n, in_flight)
+        batched = realistic()
+        run, latencies, _ = await pipeline_run(batched, bootstrap, redis_url, realistic_n, in_flight,
+                                               overrides=sleeping(image_batch_s))
         figures["requests_per_s_pipeline_realistic"] = round(realistic_n / run["elapsed_s"], 3)
         figures |= _latency_figures("latency_realistic", latencies)
         # The script renders one image at a time, so the batch cost never reaches it: one run serves both.
-        seconds = await sequential_run(batched, redis_url, sequential_n)
+        seconds = await sequential_run(batched, redis_url, sequential_n, sleeping(image_batch_s))
         figures["requests_per_s_sequential"] = round(sequential_n / seconds, 3)
         figures["seconds_per_request_sequential"] = round(seconds / sequential_n, 3)
         figures["pipeline_over_sequential_ratio"] = round(
@@ -292,7 +299,8 @@ async def measure(base: Settings, n: int, in_flight: int, realistic_n: int, sequ
         if image_batch_s != image_s:
             # The same run on a GPU that gains nothing from batching: one worker's ceiling is then 1 / image_s.
             say(f"3/3 again without a batching gain ({image_s} s for every image)")
-            run, _, _ = await pipeline_run(realistic(image_s), bootstrap, redis_url, realistic_n, in_flight)
+            run, _, _ = await pipeline_run(realistic(), bootstrap, redis_url, realistic_n, in_flight,
+                                           overrides=sleeping(image_s))
             figures["requests_per_s_pipeline_realistic_no_batch_gain"] = round(realistic_n / run["elapsed_s"], 3)
             figures["pipeline_over_sequential_ratio_no_batch_gain"] = round(
                 figures["requests_per_s_pipeline_realistic_no_batch_gain"] / figures["requests_per_s_sequential"], 2)
