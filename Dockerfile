@@ -7,6 +7,8 @@ COPY schemas schemas
 COPY agents agents
 COPY infra infra
 COPY streams streams
+COPY cli cli
+COPY benchmarks benchmarks
 COPY ui ui
 ARG EXTRAS=image
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu

@@ -2,8 +2,8 @@
 
 The CLI reads the intermediate topics as any outside consumer would, from their current end and only the partition
 its request's key hashes to (the producers' default murmur2 partitioner), and keeps the messages keyed by its
-request id. Lines go to stderr, so stdout keeps only the result (`--json` stays machine-readable): on a terminal a
-styled line per stage, otherwise plain lines a log file or CI can keep.
+request id. What a line looks like is the caller's (`cli.progress.Printer` for the CLI: stderr, so stdout keeps
+only the result; the web page's channels for `ui.live`).
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
-import time
 from collections import Counter
-from typing import IO, Any, AsyncIterator, Callable, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
@@ -74,26 +72,6 @@ def describe(suffix: str, record: dict[str, Any]) -> Optional[str]:
     if suffix == DEAD_LETTERS.suffix:
         return f"{record.get('stage', '?')} could not process a message: {_short(record.get('error', ''), 120)}"
     return None
-
-
-class Printer:
-    """Formats progress lines for a terminal (styled) or anything else (plain)."""
-
-    def __init__(self, stream: Optional[IO[str]] = None, styled: Optional[bool] = None) -> None:
-        self.stream = stream or sys.stderr
-        self.styled = self.stream.isatty() if styled is None else styled
-        self.started = time.monotonic()
-
-    def __call__(self, stage: str, text: str) -> None:
-        elapsed = time.monotonic() - self.started
-        if self.styled:
-            import click
-
-            mark = click.style("✗" if stage == "dead letter" else "✓", fg="red" if stage == "dead letter" else "green")
-            line = f"{mark} {click.style(f'{stage:<10}', bold=True)} {text} {click.style(f'({elapsed:.1f}s)', dim=True)}"
-        else:
-            line = f"[{elapsed:6.1f}s] {stage}: {text}"
-        print(line, file=self.stream, flush=True)
 
 
 class ProgressWatcher:
@@ -162,14 +140,14 @@ class ProgressWatcher:
 
 
 @contextlib.asynccontextmanager
-async def watching(bootstrap: str, settings: Settings, request_id: str, enabled: bool = True,
-                   printer: Optional[Callable[[str, str], None]] = None) -> AsyncIterator[None]:
+async def watching(bootstrap: str, settings: Settings, request_id: str, printer: Callable[[str, str], None],
+                   enabled: bool = True) -> AsyncIterator[None]:
     """Show progress of `request_id` while the block runs. Progress is a nicety: if it cannot start, the block
     still runs without it."""
     if not enabled:
         yield
         return
-    watcher = ProgressWatcher(bootstrap, settings, request_id, printer or Printer())
+    watcher = ProgressWatcher(bootstrap, settings, request_id, printer)
     try:
         await watcher.start()
     except Exception:

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import click
 
+from cli.common import CliError, running_broker, running_redis
 from infra.settings import Settings
 
 UI_MODULES = ("starlette", "jinja2", "uvicorn", "sse_starlette", "multipart")
@@ -25,8 +26,6 @@ def require_ui_extra() -> None:
 
     missing = [name for name in UI_MODULES if importlib.util.find_spec(name) is None]
     if missing:
-        from streams.cli import CliError
-
         raise CliError(f"the web page needs the 'ui' extra ({', '.join(missing)} missing): "
                        "pip install 'gapstream[ui]'")
 
@@ -52,8 +51,6 @@ def is_loopback(host: str) -> bool:
 def ui_command(settings: Settings, host: Optional[str], port: Optional[int], token: Optional[str],
                user_token_for: Optional[str]) -> None:
     """Serve the web page: submit, watch live, results, history, memory, dead letters."""
-    from streams.cli import CliError
-
     host = host or settings.ui_host
     port = settings.ui_port if port is None else port
     token = token or settings.ui_token
@@ -81,12 +78,11 @@ async def serve(settings: Settings, host: str, port: int, token: Optional[str]) 
 
     from streams import logs
     from streams.broker import for_embedded
-    from streams.cli import _bootstrap, _redis_url
     from ui.app import build_app
     from ui.services import Services
 
     settings = for_embedded(settings)
-    async with _bootstrap(settings) as bootstrap, _redis_url(settings) as redis_url:
+    async with running_broker(settings) as bootstrap, running_redis(settings) as redis_url:
         workers: Any = contextlib.nullcontext()
         if settings.local_mode:
             from streams.backends import STAGES

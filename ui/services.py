@@ -175,16 +175,16 @@ class Services:
 
     async def replay(self, letter_id: str) -> str:
         """Re-publish one dead letter's original payload, as `gapstream dlq replay` does."""
-        from streams.dlq import _publish, _replayable  # the CLI's own rules: one place decides what replays
+        from streams.dlq import publish_letters, replayable  # the CLI's own rules: one place decides what replays
 
         letters = await self.dead_letters()
         letter = next((lt for lt in letters if lt.id == letter_id), None)
         if letter is None:
             raise Refused(f"no dead letter {letter_id}")
-        why = _replayable(letter, self.settings.topic_prefix)
+        why = replayable(letter, self.settings.topic_prefix)
         if why:
             raise Refused(f"cannot replay {letter_id}: {why}")
-        await _publish(self.settings, [letter])
+        await publish_letters(self.settings, [letter])
         return letter.record.topic
 
 

@@ -33,7 +33,7 @@ BAD_KEYS = {k.decode("utf-8", "replace") for k in BAD}
 
 def gapstream_cmd(*args: str) -> list[str]:
     exe = shutil.which("gapstream")
-    return [exe, *args] if exe else [sys.executable, "-m", "streams.cli", *args]
+    return [exe, *args] if exe else [sys.executable, "-m", "cli", *args]
 
 
 class Workers:

@@ -13,7 +13,7 @@ import pytest
 
 def _gapstream(*args: str, home: Path, timeout: float = 180, extra_env=None) -> subprocess.CompletedProcess:
     exe = shutil.which("gapstream")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "streams.cli", *args]
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "cli", *args]
     env = {k: v for k, v in os.environ.items()
            if k not in ("GAPSTREAM_KAFKA_BOOTSTRAP", "GAPSTREAM_REDIS_URL", "GAPSTREAM_CORPUS_DIR")}
     env |= {"GAPSTREAM_HOME": str(home), **(extra_env or {})}

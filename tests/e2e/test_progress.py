@@ -9,12 +9,13 @@ import sys
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.progress import Printer, describe, partition_for
+from cli.progress import Printer
+from streams.progress import describe, partition_for
 
 
 def _gapstream(*args, home, extra_env=None):
     exe = shutil.which("gapstream")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "streams.cli", *args]
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "cli", *args]
     env = {k: v for k, v in os.environ.items()
            if k not in ("GAPSTREAM_KAFKA_BOOTSTRAP", "GAPSTREAM_REDIS_URL", "GAPSTREAM_CORPUS_DIR")}
     env |= {"GAPSTREAM_HOME": str(home), **(extra_env or {})}
@@ -73,7 +74,7 @@ def test_on_a_terminal_stderr_gets_styled_lines_and_stdout_still_only_json(tmp_p
     import pty
 
     exe = shutil.which("gapstream")
-    cmd = [exe] if exe else [sys.executable, "-m", "streams.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "cli"]
     env = {k: v for k, v in os.environ.items()
            if k not in ("GAPSTREAM_KAFKA_BOOTSTRAP", "GAPSTREAM_REDIS_URL", "GAPSTREAM_CORPUS_DIR")}
     env["GAPSTREAM_HOME"] = str(tmp_path)

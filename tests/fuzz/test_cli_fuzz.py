@@ -1,6 +1,6 @@
 """The CLI under bad input: one line on stderr starting `gapstream:` and a non-zero exit, never a traceback.
 
-Runs `streams.cli.main` in this process; nothing here reaches a broker (every case fails before that).
+Runs `cli.main.main` in this process; nothing here reaches a broker (every case fails before that).
 """
 
 import re
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from schemas.records import USER_ID_PATTERN
-from streams.cli import main
+from cli.main import main
 
 pytestmark = pytest.mark.fuzz
 

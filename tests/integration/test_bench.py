@@ -15,7 +15,7 @@ from streams.backends import STAGES
 
 
 def _bench(args, env, timeout=400):
-    proc = subprocess.run([sys.executable, "-c", "from streams.cli import main; main()", "bench", *args, "--json"],
+    proc = subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "bench", *args, "--json"],
                           env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)  # stdout holds the JSON object and nothing else
@@ -76,7 +76,7 @@ def test_bench_scaleout_json(env):
 
 
 def test_bench_scaleout_rejects_more_workers_than_partitions(env):
-    proc = subprocess.run([sys.executable, "-c", "from streams.cli import main; main()", "bench", "scaleout",
+    proc = subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "bench", "scaleout",
                            "--workers", "4", "--partitions", "2"], env=env, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr

@@ -89,7 +89,7 @@ async def test_password_redis_works_and_secrets_and_prompts_stay_out_of_info_log
 
 def _cmd(*args):
     exe = shutil.which("gapstream")
-    return [exe, *args] if exe else [sys.executable, "-m", "streams.cli", *args]
+    return [exe, *args] if exe else [sys.executable, "-m", "cli", *args]
 
 
 def test_a_worker_listens_only_on_loopback(broker, redis_url, tmp_path, unique):

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from infra.settings import Settings
-from streams.cli import main
+from cli.main import main
 from streams.pipeline import Worker
 from tests.integration.kafka_tools import produce_raw, read_topic
 

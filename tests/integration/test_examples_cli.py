@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(900)
 
 def _cmd(*args: str) -> list[str]:
     exe = shutil.which("gapstream")
-    return [exe, *args] if exe else [sys.executable, "-m", "streams.cli", *args]
+    return [exe, *args] if exe else [sys.executable, "-m", "cli", *args]
 
 
 @pytest.fixture(scope="module")

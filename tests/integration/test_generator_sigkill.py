@@ -27,7 +27,7 @@ DEADLINE_S = 240  # generous: two CPUs shared with other test runs
 
 def _cmd(*args):
     exe = shutil.which("gapstream")
-    return [exe, *args] if exe else [sys.executable, "-m", "streams.cli", *args]
+    return [exe, *args] if exe else [sys.executable, "-m", "cli", *args]
 
 
 def _metric(port: int, name: str) -> float:

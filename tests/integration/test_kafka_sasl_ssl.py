@@ -23,7 +23,7 @@ USER = "gapstream-svc"
 
 def _cmd(*args):
     exe = shutil.which("gapstream")
-    return [exe, *args] if exe else [sys.executable, "-m", "streams.cli", *args]
+    return [exe, *args] if exe else [sys.executable, "-m", "cli", *args]
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from tests.integration.kafka_tools import produce_raw, read_topic
 
 def _cmd(*args):
     exe = shutil.which("gapstream")
-    return [exe, *args] if exe else [sys.executable, "-m", "streams.cli", *args]
+    return [exe, *args] if exe else [sys.executable, "-m", "cli", *args]
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ def _need(ok: bool, what: str) -> None:
 
 def _cmd(*args):
     exe = shutil.which("gapstream")
-    return [exe, *args] if exe else [sys.executable, "-m", "streams.cli", *args]
+    return [exe, *args] if exe else [sys.executable, "-m", "cli", *args]
 
 
 def _get(url: str, timeout: float = 5) -> str:

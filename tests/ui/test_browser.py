@@ -44,7 +44,7 @@ def ui_server(tmp_path_factory):
            if k not in ("GAPSTREAM_KAFKA_BOOTSTRAP", "GAPSTREAM_REDIS_URL", "GAPSTREAM_UI_TOKEN")}
     env.update(GAPSTREAM_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     log = open(home / "ui.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from streams.cli import main; main(sys.argv[1:])",
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from cli.main import main; main(sys.argv[1:])",
                              "ui", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

@@ -2,7 +2,8 @@
 
 import pytest
 
-from streams.cli import CliError, main
+from cli.common import CliError
+from cli.main import main
 from ui import command
 from ui.auth import principal_for, user_token
 

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 import pytest
 
-from streams.cli import cli, main
+from cli.main import cli, main
 
 KEYS = {"images_per_s_sequential", "images_per_s_batched", "speedup", "seconds_sequential", "seconds_batched",
         "jobs", "width_px", "height_px", "steps", "max_batch_images", "model", "device"}

@@ -37,6 +37,3 @@ def export(out: Optional[Path], check: bool) -> None:
     changed = write(target, files)
     click.echo(f"wrote {len(changed)} of {len(files)} schema files to {target}"
                + (f": {', '.join(changed)}" if changed else " (all up to date)"))
-
-
-command = schemas

@@ -1,0 +1,1 @@
+"""The `gapstream` command line: every command is a thin shell over `streams` (the wiring) and `benchmarks`."""
