@@ -63,7 +63,8 @@ class WorkerProcess:
     async def start(self, timeout_s: float = 120.0) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "benchmarks.sim_worker", "--stages", "generator",
-            "--seconds-per-image", str(self.image_s), env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            "--seconds-per-image", str(self.image_s),
+            env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE, cwd=str(Path(__file__).resolve().parent.parent),
         )
         started = asyncio.get_running_loop().create_future()

@@ -41,7 +41,7 @@ async def serve(settings: Settings, stages: tuple[str, ...], overrides: BackendO
 
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sim_worker",
-                                     description="The scale-out benchmark's worker: gapstream's Worker, model simulated.")
+                                     description="The scale-out benchmark's worker: the Worker, its model simulated.")
     parser.add_argument("--stages", default="generator", help="Comma-separated stages (default: generator).")
     parser.add_argument("--seconds-per-image", type=float, required=True,
                         help="Simulated seconds for an image alone (or the first of a batch).")

@@ -103,9 +103,10 @@ def simulated_backends(seconds_per_image: Optional[float] = None, seconds_per_ba
     """Fresh simulated backends for one run; a latency left at None keeps what the settings choose for that part.
     One model serves planner, enricher and critic, as one model endpoint would."""
     model = None if llm_s is None else SimulatedLLM(llm_s)
+    generator = (None if seconds_per_image is None
+                 else SimulatedTextToImage(seconds_per_image, seconds_per_batched_image=seconds_per_batched_image))
     return BackendOverrides(
-        text_to_image=(None if seconds_per_image is None
-                       else SimulatedTextToImage(seconds_per_image, seconds_per_batched_image=seconds_per_batched_image)),
+        text_to_image=generator,
         llm=model,
         vlm=model,
         search=None if search_s is None else [SimulatedSearch(search_s)],
