@@ -145,7 +145,7 @@ def run(settings: Settings, prompt: str, user: str, request_id: Optional[str], t
 
 async def _run_local(settings: Settings, request: ImageRequest, timeout_s: float, progress: bool = False
                      ) -> ResultRecord:
-    from streams.backends import STAGES
+    from streams.topology import STAGES
     from streams.client import submit_and_wait
     from streams.pipeline import Worker
     from streams.progress import watching
@@ -169,7 +169,7 @@ async def _run_local(settings: Settings, request: ImageRequest, timeout_s: float
 @click.pass_obj
 def worker(settings: Settings, stages: str, metrics_port: Optional[int]) -> None:
     """Run stages against GAPSTREAM_KAFKA_BOOTSTRAP and GAPSTREAM_REDIS_URL until interrupted."""
-    from streams.backends import parse_stages
+    from streams.topology import parse_stages
 
     chosen = parse_stages(stages)
     if not settings.kafka_bootstrap:
@@ -346,7 +346,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: every expected failure is one line on stderr and a non-zero exit, never a traceback."""
     from pydantic import ValidationError
 
-    from streams.backends import UnknownStageError
+    from streams.topology import UnknownStageError
     from streams.broker import BrokerAccessError
     from streams.client import ResultTimeout
 

@@ -89,7 +89,7 @@ async def serve(settings: Settings, host: str, port: int, token: Optional[str]) 
     async with _bootstrap(settings) as bootstrap, _redis_url(settings) as redis_url:
         workers: Any = contextlib.nullcontext()
         if settings.local_mode:
-            from streams.backends import STAGES
+            from streams.topology import STAGES
             from streams.pipeline import Worker
 
             workers = Worker(settings, bootstrap, redis_url, STAGES)

@@ -68,7 +68,7 @@ async def produce_raw(bootstrap: str, topic: str, key: bytes, value: bytes) -> N
 @contextlib.asynccontextmanager
 async def running_pipeline(settings, bootstrap: str, redis_url: str):
     """Every stage in this process, plus a client's producer and result watcher: (watcher, producer)."""
-    from streams.backends import STAGES
+    from streams.topology import STAGES
     from streams.client import ResultWatcher, new_producer
     from streams.pipeline import Worker
 

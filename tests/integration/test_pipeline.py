@@ -13,7 +13,7 @@ from agents.loop import MIN_IMPROVEMENT
 from agents.memory import items_from_user_text
 from infra.redis_memory import RedisMemoryStore
 from schemas.records import ImageRequest
-from streams.backends import STAGES
+from streams.topology import STAGES
 from streams.client import publish_request
 from tests.integration.kafka_tools import isolated_settings, produce_raw, read_topic, running_pipeline
 

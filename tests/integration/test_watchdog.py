@@ -50,7 +50,7 @@ async def test_a_stuck_stage_gets_a_failed_result_naming_it_and_no_second_result
 
 
 async def test_a_moving_request_is_not_failed(broker, redis_url, tmp_path, unique):
-    from streams.backends import STAGES
+    from streams.topology import STAGES
 
     settings = _settings(tmp_path, GAPSTREAM_REQUEST_DEADLINE_S="300")
     request = ImageRequest(request_id=f"ok-{unique}", user_id=f"u-{unique}", prompt="a blue kite")

@@ -49,6 +49,20 @@ class FakeMemoryStore:
             by_model.pop(item_id, None)
         return 1 if mine.pop(item_id, None) else 0
 
+    async def turn(self, user_id: str, request_id: str) -> Optional[str]:
+        if self.fail:
+            raise self.fail
+        return self.turns.get((user_id, request_id))
+
+    async def put_turn(self, user_id: str, request_id: str, turn_json: str, expires_at: str) -> bool:
+        if self.fail:
+            raise self.fail
+        return self.turns.setdefault((user_id, request_id), turn_json) == turn_json
+
+    @property
+    def turns(self) -> dict:
+        return self.__dict__.setdefault("_turns", {})
+
     @property
     def vecs(self) -> dict:
         return self.__dict__.setdefault("_vecs", {})
