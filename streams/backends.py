@@ -76,12 +76,7 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
 
         search = await asyncio.to_thread(build_search_backends, settings, client, embedder)
     text_to_image = None
-    if "generator" in stages and settings.simulated_seconds_per_image is not None:  # issue 9: benchmarks
-        from infra.simulated import SimulatedTextToImage
-
-        text_to_image = SimulatedTextToImage(settings.simulated_seconds_per_image,
-                                             seconds_per_batched_image=settings.simulated_seconds_per_batched_image)
-    elif "generator" in stages:
+    if "generator" in stages:
         from infra.diffusion import load_text_to_image
 
         text_to_image = await asyncio.to_thread(load_text_to_image, settings)
@@ -90,13 +85,6 @@ async def open_backends(settings: Settings, redis_url: str, stages: tuple[str, .
         from infra.llm import build_llms
 
         llm, vlm = build_llms(settings)
-    if settings.simulated_search_s is not None or settings.simulated_llm_s is not None:  # issue 9: benchmarks
-        from infra.simulated import SimulatedLLM, SimulatedSearch
-
-        if settings.simulated_search_s is not None and "searcher" in stages:
-            search = [SimulatedSearch(settings.simulated_search_s)]
-        if settings.simulated_llm_s is not None:
-            llm = vlm = SimulatedLLM(settings.simulated_llm_s)
     if not {"planner", "enricher"} & set(stages):
         llm = None
     if "critic" not in stages:
