@@ -81,8 +81,10 @@ class Declared:
         return None
 
 
-def setting(env: str, default: Any = MISSING, *, help: str, low: Optional[float] = None,  # noqa: A002
-            high: Optional[float] = None, choices: tuple[str, ...] = (), secret: bool = False, means: str = "",
+def setting(env: str, default: Any = MISSING, *,
+            help: str,  # noqa: A002 - argparse's name for the same line
+            low: Optional[float] = None, high: Optional[float] = None, choices: tuple[str, ...] = (),
+            secret: bool = False, means: str = "",
             shown: Optional[str] = None, env_default: Any = DATACLASS_DEFAULT,
             normalise: Optional[Callable[[str], str]] = None,
             rule: Optional[Callable[[Any], Optional[str]]] = None) -> Any:

@@ -19,7 +19,7 @@ def test_the_readme_table_is_the_generated_one():
 
 
 def test_every_declared_variable_has_a_row_with_help():
-    rows = [line for line in render_table().splitlines()[2:]]
+    rows = render_table().splitlines()[2:]
     assert [row.split("|")[1].strip() for row in rows] == [f"`{item.env}`" for item in SETTINGS]
     assert all(row.split("|")[3].strip() for row in rows)
 
