@@ -83,7 +83,7 @@ class PlannerStage:
             log.warning("answer for %s from user %s ignored: the request belongs to another user",
                         answer.request_id, answer.user_id)
             return None
-        resolved = await self.pending.resolve(answer.request_id, "answered")
+        resolved = await self.pending.resolve(answer.request_id, "answered", self.clock())
         if resolved is None or resolved.state == "expired":
             return [expired_result(answer.request_id, answer.user_id, resolved, self.clarification_timeout_s)]
         waiting = resolved.waiting
