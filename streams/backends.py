@@ -106,9 +106,8 @@ async def open_backends(settings: Settings, redis_url: str, needs: frozenset[str
     return Backends(
         settings=settings,
         redis=client,
-        memory=OutageTranslating(RedisMemoryStore(client, prefix=namespace, ttl_s=settings.memory_ttl_s,
-                                                   history_cap=settings.memory_history_cap)),  # type: ignore[arg-type]
-        pending=RedisPendingQuestions(client, prefix=namespace),
+        memory=OutageTranslating(memory_store_for(settings, client)),  # type: ignore[arg-type]
+        pending=pending_questions_for(settings, client),
         dedupe=RedisDedupe(client, prefix=namespace),
         claims=ResultClaims(client, prefix=namespace, lease_s=settings.result_claim_lease_s,
                             ttl_s=settings.dedupe_ttl_s),
@@ -120,6 +119,16 @@ async def open_backends(settings: Settings, redis_url: str, needs: frozenset[str
         embedder=embedder,
         vlm=vlm,
     )
+
+
+def memory_store_for(settings: Settings, client: Any) -> RedisMemoryStore:
+    """Per-user memory under the deployment's namespace: what the planner reads is what the CLI and the page show."""
+    return RedisMemoryStore(client, prefix=settings.redis_namespace, ttl_s=settings.memory_ttl_s,
+                            history_cap=settings.memory_history_cap)
+
+
+def pending_questions_for(settings: Settings, client: Any) -> PendingQuestions:
+    return RedisPendingQuestions(client, prefix=settings.redis_namespace)
 
 
 def open_image_store(spec: Union[str, Path], *, s3_endpoint_url: Optional[str] = None,

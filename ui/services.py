@@ -55,17 +55,14 @@ class Services:
     async def start(self) -> "Services":
         import redis.asyncio as aioredis
 
-        from streams.backends import open_image_store
-        from infra.redis_clarify import RedisPendingQuestions
-        from infra.redis_memory import RedisMemoryStore
+        from streams.backends import memory_store_for, open_image_store, pending_questions_for
         from streams.client import ensure_topics, new_producer
 
         settings = self.settings
         self.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
         # The same keys the planner reads: the deployment's one namespace.
-        self.memory = RedisMemoryStore(self.redis, prefix=settings.redis_namespace, ttl_s=settings.memory_ttl_s,
-                                       history_cap=settings.memory_history_cap)
-        self.pending = RedisPendingQuestions(self.redis, prefix=settings.redis_namespace)
+        self.memory = memory_store_for(settings, self.redis)
+        self.pending = pending_questions_for(settings, self.redis)
         self.images = open_image_store(settings.image_store, s3_endpoint_url=settings.s3_endpoint_url,
                                        s3_region=settings.s3_region)
         # Resolved against the broker (kind, replication): the producer and every reader suit it.
