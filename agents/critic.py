@@ -93,17 +93,12 @@ def check(item: ChecklistItem, prompt: str) -> CheckResult:
     return CheckResult(item_id=item.id, passed=True)
 
 
-def decision_for(record: ImagesRecord, score: float, accept_score: float) -> loop.Decision:
-    """The loop's next step (`agents.loop.decide`): the request's threshold (or `accept_score`), its max_rounds, and
-    the best score of the earlier rounds for the no-improvement rule."""
+def decision_for(record: ImagesRecord, score: float, accept_score: float, *, acceptable: bool = True) -> loop.Decision:
+    """The loop's next step (`agents.loop.decide`), the one stop rule of every critic: the request's threshold (or
+    `accept_score`), its max_rounds, and the best score of the earlier rounds for the no-improvement rule."""
     threshold = record.request.accept_score if record.request.accept_score is not None else accept_score
     previous = record.best_score if record.round > 0 else None
-    return loop.decide(record.round, record.request.max_rounds, threshold, score, previous)
-
-
-def verdict_for(record: ImagesRecord, score: float, accept_score: float) -> str:
-    """accept at the threshold, exhausted on the last round or without improvement, revise otherwise."""
-    return decision_for(record, score, accept_score).verdict
+    return loop.decide(record.round, record.request.max_rounds, threshold, score, previous, acceptable=acceptable)
 
 
 def best_so_far(record: ImagesRecord, ref: ImageRef, score: float) -> tuple[Optional[ImageRef], Optional[float],
@@ -179,7 +174,7 @@ class QualityCritic:
             feedback=feedback,
             suggestions=suggestions_for(record.checklist, checks, any(d.problems for d, _ in ranked)),
             prompt=record.prompt,
-            stop_reason=None if decision.verdict == "revise" else decision.reason,
+            stop_reason=decision.stop_reason,
         )
         return CritiqueRecord.model_validate(
             {

@@ -13,6 +13,7 @@ checklist and image, kept per user beside the history with the same cap and expi
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 from datetime import datetime, timedelta, timezone
@@ -21,7 +22,10 @@ from typing import Optional
 from pydantic import BaseModel, Field
 
 from agents.memory import MemoryView, content_words, find_styles, item_id
-from schemas.records import ChecklistItem, Gap, MemoryItem, ParentRef, ResultRecord
+from agents.ports import MemoryStore
+from schemas.records import ChecklistItem, Gap, MemoryItem, ParentRef, ResultRecord, utc_now
+
+log = logging.getLogger("gapstream.learning")
 
 _COLOURS = re.compile(
     r"\b(red|orange|yellow|green|blue|purple|violet|pink|brown|black|white|grey|gray|silver|gold|golden|teal|"
@@ -150,3 +154,21 @@ def repeats_last_time(prompt: str, names: set[str]) -> bool:
     """True when the prompt asks for nothing but the same again ("draw Max like last time")."""
     rest = [w for w in content_words(prompt) if w not in _FILLER and w not in names]
     return not rest
+
+
+async def remember(memory: MemoryStore, result: ResultRecord, history_ttl_s: int) -> ResultRecord:
+    """Teach memory what a final result shows and keep its turn for follow-ups; returns the result, with a degraded
+    note when memory could not take it (that never holds back the result itself)."""
+    try:
+        items = learn(result, history_ttl_s)
+        if items:
+            await memory.add(result.user_id, items)
+        turn = turn_of(result)
+        if turn is not None:
+            expires = items[0].expires_at if items else utc_now()
+            await memory.put_turn(result.user_id, result.request_id, turn.model_dump_json(), expires)
+    except Exception as exc:
+        log.warning("could not remember result %s: %s: %s", result.request_id, type(exc).__name__, exc)
+        return result.model_copy(update={
+            "degraded": [*result.degraded, f"memory: result not remembered: {type(exc).__name__}"]})
+    return result

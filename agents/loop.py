@@ -3,12 +3,14 @@
 Every critic (heuristic or vision model) scores the drafts of a round and then asks `decide` what comes next, so
 the stop rules live in one place and can be tested exhaustively without images, brokers or models:
 
-- `accept`    the round's best draft reaches the threshold;
+- `accept`    the round's best draft reaches the threshold (and is `acceptable`: a draft measured as blank is not,
+              whatever a vision model scored it);
 - `exhausted` the round was the last one `max_rounds` allows, or it brought no improvement over the best draft of
               the earlier rounds (another round from the same feedback is unlikely to do better);
 - `revise`    otherwise: the critique's feedback and suggestions re-enter enrichment for the next round.
 
 The best draft of all rounds is carried along (`best_so_far`), so the result is the best image, not the last one.
+A decision that ends the loop names its rule in `stop_reason`, which the critics copy into `Critique.stop_reason`.
 """
 
 from __future__ import annotations
@@ -30,20 +32,30 @@ class Decision:
     verdict: str  # "accept" | "revise" | "exhausted"
     reason: str
 
+    @property
+    def stop_reason(self) -> Optional[str]:
+        """Why the loop ends here, for `Critique.stop_reason`; None when it goes on."""
+        return None if self.verdict == "revise" else self.reason
+
 
 def decide(round_: int, max_rounds: int, threshold: float, score: float,
-           previous_best: Optional[float]) -> Decision:
-    """What follows round `round_` (0-based) scoring `score`, given the best score of the rounds before it."""
+           previous_best: Optional[float], *, acceptable: bool = True) -> Decision:
+    """What follows round `round_` (0-based) scoring `score`, given the best score of the rounds before it.
+
+    `acceptable=False` (the best draft is broken) withholds `accept` only: the other rules still end the loop, so a
+    broken draft is revised or exhausted exactly as a low-scoring one would be."""
     if round_ < 0:
         raise ValueError(f"round must be >= 0, got {round_}")
     if not 1 <= max_rounds <= MAX_ROUNDS:
         raise ValueError(f"max_rounds must be within 1..{MAX_ROUNDS}, got {max_rounds}")
-    if score >= threshold:
+    if score >= threshold and acceptable:
         return Decision("accept", f"score {score:.4f} reached the threshold {threshold:.4f}")
     if round_ + 1 >= max_rounds:
         return Decision("exhausted", f"max_rounds={max_rounds} reached")
     if previous_best is not None and score <= previous_best + MIN_IMPROVEMENT:
         return Decision("exhausted", f"no improvement: {score:.4f} after {previous_best:.4f}")
+    if score >= threshold:
+        return Decision("revise", f"score {score:.4f} reached the threshold, but the draft is broken")
     return Decision("revise", f"score {score:.4f} below the threshold {threshold:.4f}")
 
 

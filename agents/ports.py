@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Generic, Optional, Protocol, Sequence, TypeVar, runtime_checkable
+from typing import Generic, Literal, Optional, Protocol, Sequence, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
-from schemas.records import Fact, Gap, Hit, LLMCall, MemoryItem
+from schemas.records import Fact, Gap, Hit, ImageRequest, LLMCall, MemoryItem
 
 
 @runtime_checkable
@@ -22,6 +22,63 @@ class MemoryStore(Protocol):
 
     async def forget(self, user_id: str, item_id: Optional[str] = None) -> int:
         """Delete one item, or all of the user's memory; return how many items were removed."""
+        ...
+
+    async def turn(self, user_id: str, request_id: str) -> Optional[str]:
+        """The JSON of the user's earlier request (`agents.learning.Turn`) that a follow-up starts from, or None:
+        another user's request id is simply not under this user's keys."""
+        ...
+
+    async def put_turn(self, user_id: str, request_id: str, turn_json: str, expires_at: str) -> bool:
+        """Keep a finished request's turn until `expires_at` (ISO 8601), with the user's history; False when it
+        was there already (a redelivered result)."""
+        ...
+
+
+QuestionState = Literal["waiting", "answered", "expired"]
+
+
+@dataclass(frozen=True)
+class WaitingQuestion:
+    """What the planner keeps while a request waits for its user's answer: enough to resume it."""
+
+    request: ImageRequest
+    gap: Gap
+    question: str
+
+
+@dataclass(frozen=True)
+class QuestionStatus:
+    """Where a question stands. After `resolve`, `previous` is the state it was in: only the caller that moved it
+    out of `waiting` acts on it, so an answer and the expiry sweep racing at the deadline agree on one outcome."""
+
+    state: QuestionState
+    user_id: str
+    waiting: WaitingQuestion
+    previous: Optional[QuestionState] = None
+
+
+@runtime_checkable
+class PendingQuestions(Protocol):
+    """Requests waiting for the answer to a clarifying question, one question per request (issue 6)."""
+
+    async def put(self, waiting: WaitingQuestion, deadline: float, keep_s: int) -> bool:
+        """Start waiting until `deadline` (epoch seconds), kept `keep_s` longer for late answers; False when this
+        request was asked already (a redelivery)."""
+        ...
+
+    async def peek(self, request_id: str) -> Optional[QuestionStatus]:
+        """The question's status without changing it, or None when no question was asked (or it is forgotten)."""
+        ...
+
+    async def resolve(self, request_id: str, wanted: Literal["answered", "expired"],
+                      now: Optional[float] = None) -> Optional[QuestionStatus]:
+        """Move a waiting question to `wanted` (an answer after the deadline expires it instead); a question no
+        longer waiting keeps its state. None when unknown."""
+        ...
+
+    async def due(self, now: Optional[float] = None, limit: int = 100) -> list[str]:
+        """Request ids whose question's deadline has passed, oldest first."""
         ...
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import html
 import re
-import unicodedata
 from datetime import date
 from typing import Optional
 
 from agents.memory import content_words
+from agents.text import CONTROL_CHARS
 from agents.visual import visual_score
 from schemas.records import Hit
 
@@ -27,7 +27,7 @@ MAX_SOURCE_CHARS = 500
 MIN_COVERAGE = 0.5
 
 _ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_CONTROL = CONTROL_CHARS
 _SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.I | re.S)
 _TAG = re.compile(r"<[^>]{0,500}>")
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
@@ -168,10 +168,3 @@ def best_passage(query: str, text: str, limit: int = MAX_HIT_CHARS, sentences: i
     keep = sorted(i for i in ranked[:sentences] if coverage(query, parts[i]) > 0)
     out = " ".join(parts[i] for i in keep)
     return out[:limit]
-
-
-def normalize_query(query: str) -> str:
-    """The identity of a query for caching and coalescing: NFKC, case-folded, whitespace collapsed, word order kept."""
-    text = unicodedata.normalize("NFKC", query or "").casefold()
-    text = _CONTROL.sub(" ", text)
-    return re.sub(r"\s+", " ", text).strip(" \t\n?!.,;:")

@@ -36,11 +36,11 @@ from agents.search_text import (  # noqa: F401 - re-exported: the searcher's pub
     best_sentence,
     coverage,
     freshness,
-    normalize_query,
     sanitize,
     sanitize_source,
     visual_fact,
 )
+from agents.text import normalize_query
 from schemas.records import ChecklistItem, Fact, Gap, GapsRecord, Hit, LLMCall, Search, SearchResultsRecord
 
 FACTS_PER_GAP = 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 
 STOPWORDS = frozenset(
     """a an the and or but of in on at to for from by with without into onto over under above below near
@@ -78,3 +79,15 @@ def normalize(text: str) -> str:
 def item_id(text: str) -> str:
     """Deterministic id, so adding the same statement twice is a no-op in the store."""
     return "m-" + hashlib.sha256(normalize(text).encode("utf-8")).hexdigest()[:16]
+
+
+# Control and invisible formatting characters: never part of a query's identity, and a way to smuggle text.
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def normalize_query(query: str) -> str:
+    """The identity of a query for caching and coalescing: NFKC, case-folded, whitespace collapsed, word order kept.
+    Shared by the searcher and the search cache adapter, so both agree on what "the same query" is."""
+    text = unicodedata.normalize("NFKC", query or "").casefold()
+    text = CONTROL_CHARS.sub(" ", text)
+    return re.sub(r"\s+", " ", text).strip(" \t\n?!.,;:")

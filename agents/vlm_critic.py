@@ -7,7 +7,8 @@ and reason per item (for the draft it ranks best), a score per draft, an overall
 
 Score of a draft = the model's score for it, times its measured quality when the measurement found a problem; so a
 blank draft scores 0 and is never accepted. The verdict is computed as the heuristic critic computes it (accept at
-the threshold, exhausted on the last round, revise otherwise); the model's own verdict is advisory. Checklist items
+the threshold, exhausted on the last round or without improvement, revise otherwise: `agents.loop.decide`, which
+also names the rule that ended the loop in `stop_reason`); the model's own verdict is advisory. Checklist items
 the model did not judge count as failed ("not judged"); ids it made up are ignored.
 """
 
@@ -18,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from agents.critic import QualityCritic, best_so_far, measure, verdict_for
+from agents.critic import QualityCritic, best_so_far, decision_for, measure
 from agents.llm_outputs import CriticOutput
 from agents.llm_stage import ModelCall, Rejected, check_llm, check_on_error, with_trace
 from agents.ports import ImageStore, LLMError
@@ -134,18 +135,17 @@ class VLMCritic:
                 judged[item_id] = CheckResult(item_id=item_id, passed=bool(check.passed), reason=clean(check.reason, 200))
         checks = [judged.get(i, CheckResult(item_id=i, passed=False, reason="not judged")) for i in items]
 
-        verdict = verdict_for(record, score, self.accept_score)
-        if verdict == "accept" and drafts[top_index].quality <= 0.0:
-            verdict = "exhausted" if record.round + 1 >= record.request.max_rounds else "revise"
+        # A broken draft (blank, flat, unreadable) is never accepted, whatever the model scored it.
+        decision = decision_for(record, score, self.accept_score, acceptable=drafts[top_index].quality > 0.0)
         suggestions = [s for s in (clean(s, 200) for s in output.suggestions[:MAX_SUGGESTIONS])
                        if s and not looks_like_instruction(s)]
         feedback = [f"missing: {items[c.item_id].text} ({c.reason})" for c in checks if not c.passed]
         for draft, _ in ranked:
             feedback += [f"draft {draft.uri}: {problem}" for problem in draft.problems]
         best, best_score, best_prompt = best_so_far(record, record.images[top_index], score)
-        critique = Critique(round=record.round, verdict=verdict, score=score, checks=checks,
+        critique = Critique(round=record.round, verdict=decision.verdict, score=score, checks=checks,
                             drafts=[d for d, _ in ranked], feedback=feedback, suggestions=suggestions,
-                            judge=f"vlm:{model}", prompt=record.prompt)
+                            judge=f"vlm:{model}", prompt=record.prompt, stop_reason=decision.stop_reason)
         return CritiqueRecord.model_validate({
             **record.model_dump(),
             "critique": critique.model_dump(),

@@ -93,12 +93,11 @@ class SequentialAgent:
     at a time, records handed from stage to stage in memory (no Kafka, no dedupe)."""
 
     def __init__(self, backends: Any, stages: Optional[tuple[str, ...]] = None) -> None:
-        from streams.backends import STAGES
-        from streams.pipeline import stage_handlers
+        from streams.topology import BY_NAME, STAGES, stage_handlers
 
         self.routes: dict[str, list[tuple[TopicSpec, Any]]] = {}
         for stage in stages or STAGES:
-            for source, handler in stage_handlers(stage, backends):
+            for source, handler in stage_handlers(BY_NAME[stage], backends):
                 self.routes.setdefault(source.suffix, []).append((source, handler))
 
     async def run(self, request: ImageRequest, until: TopicSpec = RESULTS) -> Any:

@@ -107,7 +107,7 @@ def command(jobs: int, size: Optional[int], steps: Optional[int], max_batch: Opt
         raise click.ClickException(str(exc)) from None
     if size is not None and size % 8:
         raise click.BadParameter(f"must be a multiple of 8, got {size}", param_hint="--size")
-    from infra.diffusion import load_text_to_image
+    from streams.backends import load_text_to_image
 
     try:
         model = load_text_to_image(settings)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from infra.settings import Settings
 from schemas.records import ImageRequest, new_request_id
-from streams.backends import STAGES
+from streams.topology import STAGES
 from streams.client import ResultWatcher, new_producer, publish_request
 from streams.local import EmbeddedBroker, EmbeddedRedis
 from streams.pipeline import Worker

@@ -158,7 +158,7 @@ async def pipeline_run(settings: Settings, bootstrap: str, redis_url: str, n: in
                        sample_cpu: bool = False, probe_n: int = 0, overrides: Optional[BackendOverrides] = None
                        ) -> tuple[dict, list[float], Any]:
     from schemas.topics import REQUESTS
-    from streams.backends import STAGES
+    from streams.topology import STAGES
     from streams.client import ResultWatcher, new_producer
     from streams.broker import for_broker
     from streams.pipeline import Worker
@@ -207,9 +207,10 @@ async def pipeline_run(settings: Settings, bootstrap: str, redis_url: str, n: in
 
 async def sequential_run(settings: Settings, redis_url: str, n: int, overrides: Optional[BackendOverrides] = None
                          ) -> float:
-    from streams.backends import STAGES, open_backends
+    from streams.backends import open_backends
+    from streams.topology import STAGES, needs_of
 
-    backends = await open_backends(settings, redis_url, STAGES, overrides)
+    backends = await open_backends(settings, redis_url, needs_of(STAGES), overrides)
     try:
         agent = SequentialAgent(backends)
         run = uuid.uuid4().hex[:8]
@@ -227,9 +228,10 @@ async def sequential_run(settings: Settings, redis_url: str, n: int, overrides: 
 async def sample_payload(settings: Settings, redis_url: str, overrides: BackendOverrides) -> dict:
     """A real critique record (the biggest record a stage reads), so the raw chain moves what the stages move."""
     from schemas.topics import CRITIQUES
-    from streams.backends import STAGES, open_backends
+    from streams.backends import open_backends
+    from streams.topology import STAGES, needs_of
 
-    backends = await open_backends(settings, redis_url, STAGES, overrides)
+    backends = await open_backends(settings, redis_url, needs_of(STAGES), overrides)
     try:
         record = await SequentialAgent(backends).run(request(0, "payload-" + uuid.uuid4().hex[:6]), until=CRITIQUES)
         return json.loads(record.model_dump_json())
@@ -261,7 +263,7 @@ async def measure(base: Settings, n: int, in_flight: int, realistic_n: int, sequ
         figures |= _latency_figures("latency_instant_one_in_flight", run["probe"])
         figures["cpu_s_per_request_process"] = round(run["cpu_s"] / n, 5)
         stages = {k: round(v / n, 5) for k, v in sampler.seconds.items()}  # the sampled pass ran n requests too
-        from streams.backends import STAGES
+        from streams.topology import STAGES
 
         figures["cpu_s_per_request_by_stage"] = {stage: stages.get(stage, 0.0) for stage in STAGES}
         figures["cpu_s_per_request_outside_stages"] = round(

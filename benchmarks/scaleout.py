@@ -30,9 +30,10 @@ async def _template(settings: Settings, redis_url: str) -> dict:
     """A real enriched-prompt record, made by the real planner, searcher and enricher."""
     from schemas.topics import ENRICHED_PROMPTS
     from streams.backends import open_backends
+    from streams.topology import needs_of
 
     stages = ("planner", "searcher", "enricher")
-    backends = await open_backends(settings, redis_url, stages)
+    backends = await open_backends(settings, redis_url, needs_of(stages))
     try:
         record = await SequentialAgent(backends, stages).run(request(0, "tpl-" + uuid.uuid4().hex[:6]), until=ENRICHED_PROMPTS)
         return json.loads(record.model_dump_json())

@@ -18,7 +18,8 @@ from typing import Optional
 from benchmarks.simulated import simulated_backends
 from infra.settings import Settings
 from streams import logs
-from streams.backends import BackendOverrides, parse_stages
+from streams.backends import BackendOverrides
+from streams.topology import parse_stages
 
 STARTED = "benchmark worker: stages"
 

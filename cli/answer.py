@@ -43,8 +43,8 @@ def answer_command(settings: Any, request_id: str, text: str, user: str, timeout
         raise CliError(f"invalid answer: {describe_validation_error(exc)}") from None
 
     async def local() -> Optional[ResultRecord]:
-        from streams.backends import STAGES
         from streams.pipeline import Worker
+        from streams.topology import STAGES
 
         async with running_broker(settings) as bootstrap, running_redis(settings) as redis_url:
             async with Worker(settings, bootstrap, redis_url, STAGES):
@@ -54,17 +54,17 @@ def answer_command(settings: Any, request_id: str, text: str, user: str, timeout
         # Say so at once rather than wait out the timeout: the planner ignores answers nobody asked for.
         import redis.asyncio as aioredis
 
-        from infra.redis_clarify import PendingQuestions
+        from infra.redis_clarify import RedisPendingQuestions
 
         async with running_redis(settings) as url:
             client = aioredis.Redis.from_url(url)
             try:
-                seen = await PendingQuestions(client, prefix=settings.redis_namespace).peek(request_id)
+                seen = await RedisPendingQuestions(client, prefix=settings.redis_namespace).peek(request_id)
             finally:
                 await client.aclose()
         if seen is None:
             raise CliError(f"no question is waiting for request {request_id}")
-        if seen[1] != user:
+        if seen.user_id != user:
             raise CliError(f"request {request_id} belongs to another user")
 
     if settings.local_mode or settings.redis_url:

@@ -38,9 +38,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     # The wiring's error types come with Faust and aiokafka: imported when a command has run, not for `--help`.
     from pydantic import ValidationError
 
-    from streams.backends import UnknownStageError
     from streams.broker import BrokerAccessError
     from streams.client import ResultTimeout
+    from streams.topology import UnknownStageError
 
     try:
         cli.main(args=argv, prog_name="gapstream", standalone_mode=False)

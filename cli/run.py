@@ -41,11 +41,11 @@ def run(settings: Settings, prompt: str, user: str, request_id: Optional[str], t
 async def _run_local(settings: Settings, request: ImageRequest, timeout_s: float, progress: bool = False
                      ) -> ResultRecord:
     # The wiring imports Faust and aiokafka: only the commands that run stages pay for them, not `--help`.
-    from streams.backends import STAGES
     from streams.broker import for_embedded
     from streams.client import submit_and_wait
     from streams.pipeline import Worker
     from streams.progress import watching
+    from streams.topology import STAGES
 
     settings = for_embedded(settings)
     async with running_broker(settings) as bootstrap, running_redis(settings) as redis_url:
@@ -64,7 +64,7 @@ async def _run_local(settings: Settings, request: ImageRequest, timeout_s: float
 @click.pass_obj
 def worker(settings: Settings, stages: str, metrics_port: Optional[int]) -> None:
     """Run stages against GAPSTREAM_KAFKA_BOOTSTRAP and GAPSTREAM_REDIS_URL until interrupted."""
-    from streams.backends import parse_stages
+    from streams.topology import parse_stages
 
     chosen = parse_stages(stages)
     if not settings.kafka_bootstrap:

@@ -10,7 +10,6 @@ import threading
 from itertools import groupby
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from agents.generator import encode_png
 from agents.ports import GenerationDefaults, GenerationJob
 from infra.settings import Settings
 from schemas.records import MAX_STEPS
@@ -312,21 +311,3 @@ def generation_defaults(settings: Settings) -> GenerationDefaults:
         return GenerationDefaults(width=size, height=size, steps=settings.default_steps, guidance=1.0,
                                   max_side=max(_TINY_MAX_SIDE, size))
     return default_generation(settings.image_model or "")
-
-
-def load_text_to_image(settings: Settings) -> DiffusersTextToImage:
-    """The tiny offline model unless `settings.image_model` names a real one (hub id or local directory)."""
-    if is_tiny(settings.image_model):
-        return DiffusersTextToImage.tiny(
-            size=settings.default_size, steps=settings.default_steps, device=settings.device,
-            max_batch=settings.max_batch,
-        )
-    return DiffusersTextToImage.from_pretrained(
-        settings.image_model, settings.device, settings.dtype, max_batch=settings.max_batch,
-        attention_slicing=settings.attention_slicing, cpu_offload=settings.cpu_offload,
-    )
-
-
-def png_bytes(image: "PIL.Image.Image", metadata: dict[str, str]) -> bytes:
-    """PNG bytes with each metadata entry as a text chunk (tEXt, or iTXt when the value is not Latin-1)."""
-    return encode_png(image, metadata)

@@ -134,11 +134,3 @@ def shared_embedder() -> MiniLMEmbedder:
         if _shared is None:
             _shared = MiniLMEmbedder()
         return _shared
-
-
-def build_embedder(settings) -> Optional[MiniLMEmbedder]:
-    """The embedder the settings ask for, or None when semantic matching is off. Raises `EmbeddingsUnavailable`
-    with the extra to install when it is on and the model is missing."""
-    if not getattr(settings, "semantic_matching", True):
-        return None
-    return shared_embedder()

@@ -6,15 +6,14 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 from urllib.parse import unquote, urlparse
 
-from agents.ports import ImageStore
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:@=+-]")
 
 
-def _safe_parts(name: str) -> list[str]:
+def safe_parts(name: str) -> list[str]:
     """Split a store name into path components that cannot climb out of the root or hide as control characters."""
     parts = []
     for part in name.replace("\\", "/").split("/"):
@@ -38,7 +37,7 @@ class FilesystemImageStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, name: str) -> Path:
-        path = self.root.joinpath(*_safe_parts(name))
+        path = self.root.joinpath(*safe_parts(name))
         # Defence in depth: a symlinked directory inside root could still point elsewhere.
         if not path.parent.resolve().is_relative_to(self.root):
             raise ValueError(f"image name {name!r} resolves outside the store root {self.root}")
@@ -86,24 +85,3 @@ class FilesystemImageStore:
 
     def __repr__(self) -> str:
         return f"FilesystemImageStore({str(self.root)!r})"
-
-
-def open_image_store(
-    spec: Union[str, Path], *, s3_endpoint_url: Optional[str] = None, s3_region: Optional[str] = None
-) -> ImageStore:
-    """The image store a setting names: a directory path, a `file://` URI, or `s3://bucket/prefix`."""
-    spec = str(spec).strip()
-    if not spec:
-        raise ValueError("image store is empty: give a directory path, a file:// URI or s3://bucket/prefix")
-    if spec.startswith("s3://"):
-        from infra.s3_store import S3ImageStore
-
-        return S3ImageStore.from_uri(spec, endpoint_url=s3_endpoint_url, region=s3_region)
-    if spec.startswith("file:"):
-        parsed = urlparse(spec)
-        if parsed.netloc not in ("", "localhost"):
-            raise ValueError(f"image store {spec!r} names host {parsed.netloc!r}; only local paths are supported")
-        return FilesystemImageStore(unquote(parsed.path))
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", spec):
-        raise ValueError(f"image store {spec!r}: unsupported scheme; use a directory path, a file:// URI or s3://bucket/prefix")
-    return FilesystemImageStore(spec)

@@ -33,15 +33,12 @@ import logging
 import random
 import re
 import time
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from pydantic import BaseModel, ValidationError
 
-from agents.ports import LLMError, LLMReply, StructuredLLM, T
+from agents.ports import LLMError, LLMReply, T
 from infra.llm_json import extract_json_object, salvage, short_validation_reason  # noqa: F401 - re-exported
-
-if TYPE_CHECKING:  # pragma: no cover
-    from infra.settings import Settings
 
 log = logging.getLogger("gapstream.llm")
 
@@ -354,21 +351,3 @@ class OpenAICompatibleLLM:
         raise LLMError(
             f"{self.model}: {short_validation_reason(first, name)}", retriable=False, kind="invalid_output"
         ) from None
-
-
-def build_llms(settings: "Settings") -> tuple[Optional[StructuredLLM], Optional[StructuredLLM]]:
-    """(text model, vision model) from settings; None where that model is not configured."""
-
-    def make(model: Optional[str]) -> Optional[StructuredLLM]:
-        if not model:
-            return None
-        return OpenAICompatibleLLM(
-            model,
-            base_url=settings.openai_base_url,
-            api_key=settings.openai_api_key,
-            timeout_s=settings.llm_timeout_s,
-            retries=settings.llm_retries,
-            max_tokens=settings.llm_max_tokens,
-        )
-
-    return make(settings.llm_model), make(settings.vlm_model)

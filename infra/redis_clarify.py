@@ -1,7 +1,7 @@
 """Requests waiting for an answer to a clarifying question, in Redis (issue 6).
 
 `{prefix}clarify:{request_id}` is a hash: `state` (waiting | answered | expired), `user_id`, `deadline` (epoch s)
-and `data` (the request, the gap asked about and the question, as JSON). `{prefix}clarify:deadlines` orders the
+and `data` (the `WaitingQuestion`: the request, the gap asked about and the question, as JSON). `{prefix}clarify:deadlines` orders the
 waiting requests by deadline for the sweeper. Every change of state is one Lua script, so an answer and the
 sweeper racing at the deadline agree on one outcome: exactly one of them moves the request out of `waiting`.
 The hash outlives the deadline by `keep_s` so a redelivered answer still finds what happened to its request.
@@ -9,13 +9,15 @@ The hash outlives the deadline by `keep_s` so a redelivered answer still finds w
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any, Optional
 
 import redis.asyncio as aioredis
 
-from schemas.records import REQUEST_ID_PATTERN, USER_ID_PATTERN
+from agents.ports import QuestionStatus, WaitingQuestion
+from schemas.records import REQUEST_ID_PATTERN, USER_ID_PATTERN, Gap, ImageRequest
 
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 _USER_ID = re.compile(USER_ID_PATTERN)
@@ -51,7 +53,21 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class PendingQuestions:
+def _waiting_json(waiting: WaitingQuestion) -> str:
+    # The same document as before the port was typed, so questions stored by an older planner still resume.
+    return json.dumps({"request": waiting.request.model_dump(mode="json"), "gap": waiting.gap.model_dump(mode="json"),
+                       "question": waiting.question})
+
+
+def _waiting_of(data: Any) -> WaitingQuestion:
+    stored = json.loads(_text(data))
+    return WaitingQuestion(request=ImageRequest.model_validate(stored["request"]),
+                           gap=Gap.model_validate(stored["gap"]), question=stored["question"])
+
+
+class RedisPendingQuestions:
+    """`agents.ports.PendingQuestions` in Redis, under the deployment's namespace."""
+
     def __init__(self, client: aioredis.Redis, *, prefix: str = "gapstream:") -> None:
         self.redis = client
         self.prefix = prefix
@@ -63,33 +79,33 @@ class PendingQuestions:
             raise ValueError(f"invalid request_id {request_id!r}")
         return [f"{self.prefix}clarify:{request_id}", f"{self.prefix}clarify:deadlines"]
 
-    async def put(self, request_id: str, user_id: str, deadline: float, data: str, keep_s: int) -> bool:
-        """Start waiting; False if this request was already asked (a redelivery)."""
-        if not _USER_ID.fullmatch(user_id or ""):
-            raise ValueError(f"invalid user_id {user_id!r}")
+    async def put(self, waiting: WaitingQuestion, deadline: float, keep_s: int) -> bool:
+        request = waiting.request
+        if not _USER_ID.fullmatch(request.user_id or ""):
+            raise ValueError(f"invalid user_id {request.user_id!r}")
         keep = max(1, int(deadline - time.time()) + keep_s)
-        return bool(await self._put(keys=self._keys(request_id), args=[request_id, user_id, deadline, data, keep]))
+        return bool(await self._put(keys=self._keys(request.request_id),
+                                    args=[request.request_id, request.user_id, deadline, _waiting_json(waiting),
+                                          keep]))
 
-    async def peek(self, request_id: str) -> Optional[tuple[str, str, str]]:
-        """(state, user_id, data) without changing anything, or None if unknown."""
+    async def peek(self, request_id: str) -> Optional[QuestionStatus]:
         state, user_id, data = await self.redis.hmget(self._keys(request_id)[0], "state", "user_id", "data")
         if state is None:
             return None
-        return _text(state), _text(user_id), _text(data)
+        return QuestionStatus(state=_text(state), user_id=_text(user_id), waiting=_waiting_of(data))
 
-    async def resolve(self, request_id: str, wanted: str, now: Optional[float] = None
-                      ) -> Optional[tuple[str, str, str, str]]:
-        """Move a waiting request to `wanted` ("answered" or "expired"): (previous, now, user_id, data), or None."""
+    async def resolve(self, request_id: str, wanted: str, now: Optional[float] = None) -> Optional[QuestionStatus]:
         if wanted not in ("answered", "expired"):
             raise ValueError(f"unknown state {wanted!r}")
         out = await self._resolve(keys=self._keys(request_id),
                                   args=[request_id, wanted, time.time() if now is None else now])
         if not out:
             return None
-        return tuple(_text(v) for v in out)  # type: ignore[return-value]
+        previous, state, user_id, data = out
+        return QuestionStatus(state=_text(state), user_id=_text(user_id), waiting=_waiting_of(data),
+                              previous=_text(previous))
 
     async def due(self, now: Optional[float] = None, limit: int = 100) -> list[str]:
-        """Request ids whose deadline has passed, oldest first."""
         ids = await self.redis.zrangebyscore(f"{self.prefix}clarify:deadlines", "-inf",
                                              time.time() if now is None else now, start=0, num=limit)
         return [_text(i) for i in ids]

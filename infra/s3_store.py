@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 from urllib.parse import urlparse
 
-from infra.image_store import _safe_parts
+from infra.image_store import safe_parts
 
 
 class S3StoreError(Exception):
@@ -59,7 +59,7 @@ class S3ImageStore:
         if not bucket:
             raise ValueError("S3 image store needs a bucket: s3://bucket/prefix")
         self.bucket = bucket
-        self.prefix = "/".join(_safe_parts(prefix)) if prefix.strip("/") else ""
+        self.prefix = "/".join(safe_parts(prefix)) if prefix.strip("/") else ""
         self.endpoint_url = endpoint_url
         if client is None:
             boto3 = _boto3()
@@ -77,7 +77,7 @@ class S3ImageStore:
         return cls(bucket, prefix, **kwargs)
 
     def key_for(self, name: str) -> str:
-        key = "/".join(_safe_parts(name))
+        key = "/".join(safe_parts(name))
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put(self, data: bytes, name: str) -> str:

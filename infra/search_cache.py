@@ -1,6 +1,6 @@
 """A caching, coalescing, budgeted wrapper around any `SearchBackend`.
 
-- Cache: Redis, keyed by backend + normalised query (`agents.search_text.normalize_query`: NFKC, case-folded,
+- Cache: Redis, keyed by backend + normalised query (`agents.text.normalize_query`: NFKC, case-folded,
   whitespace collapsed, word order kept), holding the normalised hits as JSON with a TTL — `fresh_ttl_s` for
   time-sensitive queries (a year, "latest", "this year", "today", …) and for empty results, `ttl_s` otherwise.
   Upstream is asked for `fetch_limit` hits (≥ the caller's limit) so one entry serves any smaller limit.
@@ -28,7 +28,7 @@ from collections import Counter
 from typing import Any, Callable, Optional
 
 from agents.ports import SearchBackend, SearchError, SearchOutcome
-from agents.search_text import normalize_query
+from agents.text import normalize_query
 from infra.metrics import SEARCH_CACHE, SEARCH_CALLS, SEARCH_SECONDS
 from schemas.records import Hit
 

@@ -1,7 +1,5 @@
-"""The wiring: which stage reads which topic, writes where, and with which backends.
-
-`Worker` runs a chosen set of stages in one process, each stage as its own Faust app and consumer group, so any
-split of stages across processes and hosts sees every message once per stage.
+"""The Worker: runs a chosen set of stages of `streams.topology.TOPOLOGY` in one process, each stage as its own Faust
+app and consumer group, so any split of stages across processes and hosts sees every message once per stage.
 """
 
 from __future__ import annotations
@@ -11,122 +9,25 @@ import logging
 import time
 from typing import Any, Optional
 
-from agents.publisher import build_result, is_final
 from infra import metrics
 from infra.settings import Settings
-from schemas.records import CritiqueRecord
-from schemas.topics import (
-    CRITIQUES,
-    ENRICHED_PROMPTS,
-    GAPS,
-    IMAGES,
-    REQUESTS,
-    RESULTS,
-    SEARCH_RESULTS,
-    TopicSpec,
-)
+from schemas.topics import RESULTS, TopicSpec
+from streams import logs
 from streams.backends import BackendOverrides, Backends, open_backends
 from streams.client import ensure_topics
 from streams.faust_app import make_app
-from streams.stages import Delivery, Handler, StageProcessor
-from streams import logs
+from streams.generator_worker import BatchingGenerator, batching_agent, build_generator
+from streams.result_log import KafkaResultLog
+from streams.stages import Delivery, StageProcessor
+from streams.topology import BY_NAME, Stage, needs_of, stage_handlers
+from streams.watchdog import Watchdog, attach
 
 log = logging.getLogger("gapstream.worker")
 
 
-def stage_handlers(stage: str, backends: Backends) -> list[tuple[TopicSpec, Handler]]:
-    """The input topics of a stage and what it does with each record."""
-    settings = backends.settings
-    if stage == "planner":
-        # Requests, follow-ups and answers to clarifying questions (issue 6).
-        from streams.clarify import planner_handlers
-
-        return planner_handlers(backends)
-    if stage == "searcher":
-        from agents.searcher import Searcher
-        from infra.search_factory import searcher_options
-
-        searcher = Searcher(backends.search, **searcher_options(settings))
-
-        async def search(record: Any):
-            found = await searcher(record)
-            metrics.observe_searches(found.searches[len(getattr(record, "searches", None) or []):])
-            return [(SEARCH_RESULTS, found)]
-
-        return [(GAPS, search)]
-    if stage == "enricher":
-        from agents.enricher import Enricher
-        from infra.diffusion import generation_defaults
-
-        enricher = Enricher(generation_defaults(settings))
-        if backends.llm is not None:
-            from agents.llm_enricher import LLMEnricher
-
-            enricher = LLMEnricher(backends.llm, enricher, on_error=settings.llm_on_error)
-
-        async def enrich(record: Any):
-            return [(ENRICHED_PROMPTS, await enricher(record))]
-
-        async def revise(record: CritiqueRecord):
-            if is_final(record):
-                return None  # the publisher's
-            return [(ENRICHED_PROMPTS, await enricher(record))]
-
-        return [(SEARCH_RESULTS, enrich), (CRITIQUES, revise)]
-    if stage == "generator":
-        from streams.generator_worker import build_generator
-
-        # One message at a time through StageProcessor; the worker batches with streams.generator_worker instead.
-        generator = build_generator(backends.text_to_image, backends.image_store)
-
-        async def generate(record: Any):
-            return [(IMAGES, await generator(record))]
-
-        return [(ENRICHED_PROMPTS, generate)]
-    if stage == "critic":
-        from agents.critic import QualityCritic
-
-        critic = QualityCritic(backends.image_store, accept_score=settings.accept_score)
-        if backends.vlm is not None:
-            from agents.vlm_critic import VLMCritic
-
-            critic = VLMCritic(backends.vlm, backends.image_store, critic, accept_score=settings.accept_score,
-                               on_error=settings.llm_on_error)
-
-        async def critique(record: Any):
-            return [(CRITIQUES, await critic(record))]
-
-        return [(IMAGES, critique)]
-    if stage == "publisher":
-
-        async def publish(record: CritiqueRecord):
-            if not is_final(record):
-                return None  # the enricher's
-            # The one-result-per-request claim is taken around the send by the StageProcessor (result claims).
-            result = build_result(record)
-            from streams.clarify import remember_result
-
-            await remember_result(backends, result)  # issue 6: accepted results teach the user's memory
-            metrics.RESULTS.labels(result.status).inc()
-            metrics.ROUNDS.observe(result.rounds)
-            metrics.REQUEST_SECONDS.observe(sum(t.seconds for t in result.timings))
-            metrics.observe_result(result)
-            _count_gaps(result.gaps, "final")
-            return [(RESULTS, result)]
-
-        return [(CRITIQUES, publish)]
-    raise ValueError(f"unknown stage {stage!r}")
-
-
-def _count_gaps(gaps: Any, when: str) -> None:
-    if when != "final":
-        return
-    for gap in gaps:
-        metrics.GAPS.labels(gap.kind, gap.strategy, gap.status).inc()
-
-
 class Worker:
-    """`async with Worker(settings, bootstrap, redis_url, stages):` runs those stages until the block ends."""
+    """`async with Worker(settings, bootstrap, redis_url, stages):` runs those stages until the block ends.
+    `overrides` supplies backends instead of those the settings choose (the benchmarks' simulated models)."""
 
     def __init__(self, settings: Settings, bootstrap: str, redis_url: str, stages: tuple[str, ...],
                  overrides: Optional[BackendOverrides] = None) -> None:
@@ -134,33 +35,31 @@ class Worker:
         self.bootstrap = bootstrap
         self.redis_url = redis_url
         self.stages = stages
-        self.overrides = overrides  # backends the caller supplies instead of the settings' (benchmarks)
+        self.overrides = overrides
         self.backends: Optional[Backends] = None
         self.apps: list[Any] = []
         self._senders: dict[str, Any] = {}
-        self._sweeper: Optional[asyncio.Task] = None
-        self._sweep_stop = asyncio.Event()
-        self.watchdog: Any = None  # streams.watchdog.Watchdog when the "watchdog" stage runs here
-        self.results_log: Any = None  # streams.result_log.KafkaResultLog: checks a lapsed result claim (issue 7)
+        self._timers: list[asyncio.Task] = []
+        self._stop_timers = asyncio.Event()
+        self.watchdog: Optional[Watchdog] = None  # when the "watchdog" stage runs here
+        self.results_log: Optional[KafkaResultLog] = None  # checks a lapsed result claim (issue 7)
 
     async def start(self) -> None:
         started = time.perf_counter()
         self.settings = await ensure_topics(self.bootstrap, self.settings)  # resolved against the broker
-        self.backends = await open_backends(self.settings, self.redis_url, self.stages, self.overrides)
-        from streams.result_log import KafkaResultLog
-
+        self.backends = await open_backends(self.settings, self.redis_url, needs_of(self.stages), self.overrides)
         self.results_log = KafkaResultLog(self.bootstrap, self.settings)
         await self.results_log.start()
-        for stage in self.stages:
-            if stage == "watchdog" and self.settings.request_deadline_s <= 0:
+        for name in self.stages:
+            if name == "watchdog" and self.settings.request_deadline_s <= 0:
                 continue  # deadlines are off
-            self.apps.append(self._build_app(stage))
+            self.apps.append(self._build_app(BY_NAME[name]))
         await asyncio.gather(*(app.start() for app in self.apps))
-        if "planner" in self.stages:  # issue 6: questions nobody answered in time get an `expired` result
-            from streams.clarify import sweep
-
-            self._sweeper = asyncio.create_task(sweep(self.backends, self._senders["planner"], self._sweep_stop,
-                                                      self.results_log))
+        for name in self.stages:
+            timer = BY_NAME[name].timer
+            if timer is not None:  # e.g. the planner's: questions nobody answered in time get an `expired` result
+                self._timers.append(asyncio.create_task(
+                    timer(self.backends, self._senders[name], self._stop_timers, self.results_log)))
         if self.watchdog is not None:
             self.watchdog.start()
         log.info("stages %s started in %.2f s", ",".join(self.stages), time.perf_counter() - started)
@@ -174,10 +73,9 @@ class Worker:
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweep_stop.set()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
-            self._sweeper = None
+        self._stop_timers.set()
+        await asyncio.gather(*self._timers, return_exceptions=True)
+        self._timers.clear()
         if self.watchdog is not None:
             await self.watchdog.stop()
         await asyncio.gather(*(app.stop() for app in self.apps), return_exceptions=True)
@@ -200,10 +98,10 @@ class Worker:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _build_app(self, stage: str) -> Any:
+    def _build_app(self, stage: Stage) -> Any:
         assert self.backends is not None
         settings = self.settings
-        app = make_app(settings, stage, self.bootstrap)
+        app = make_app(settings, stage.name, self.bootstrap)
         topics: dict[str, Any] = {}
 
         def topic(spec: TopicSpec) -> Any:
@@ -218,51 +116,53 @@ class Worker:
             # Wait for the broker's ack: the input is only acked (and its offset committed) after this returns.
             delivered = await topic(spec).send(key=key.encode("utf-8"), value=value)
             await delivered
-            metrics.STAGE_MESSAGES_OUT.labels(stage, spec.name(settings.topic_prefix)).inc()
+            metrics.STAGE_MESSAGES_OUT.labels(stage.name, spec.name(settings.topic_prefix)).inc()
 
-        self._senders[stage] = send
+        self._senders[stage.name] = send
 
-        if stage == "watchdog":
-            from streams.watchdog import Watchdog, attach
-
+        if stage.handlers is None:  # the watchdog: observes every pipeline topic, answers only overdue requests
             async def send_result(key: str, value: bytes) -> None:
                 await send(RESULTS, key, value)
 
-            self.watchdog = Watchdog(self.backends._redis, self.backends.claims, settings, send_result,
+            self.watchdog = Watchdog(self.backends.redis, self.backends.claims, settings, send_result,
                                      results_log=self.results_log)
             attach(app, topic, self.watchdog)
             return app
         for source, handler in stage_handlers(stage, self.backends):
-            processor = StageProcessor(stage, source, handler, send, settings, self.backends.dedupe,
+            processor = StageProcessor(stage.name, source, handler, send, settings, self.backends.dedupe,
                                        self.backends.claims, self.results_log)
-            if stage == "generator":
-                from streams.generator_worker import BatchingGenerator, batching_agent, build_generator
-
+            name = f"{stage.name}.{source.suffix}"
+            if stage.batched:
+                assert self.backends.text_to_image is not None
                 batcher = BatchingGenerator(processor, build_generator(self.backends.text_to_image,
                                                                        self.backends.image_store),
                                             settings.max_batch)
-                app.agent(topic(source), name=f"{stage}.{source.suffix}", concurrency=1)(
-                    batching_agent(batcher, settings))
+                app.agent(topic(source), name=name, concurrency=1)(batching_agent(batcher, settings))
                 continue
-
-            async def agent(stream: Any, processor: StageProcessor = processor) -> None:
-                async for event in stream.events():
-                    message = event.message
-                    metrics.STAGE_MESSAGES_IN.labels(processor.stage, message.topic).inc()
-                    # Messages are keyed by request_id: every log line of this message names it and the stage.
-                    with logs.bound(processor.stage, _key_text(message.key)):
-                        started = time.perf_counter()
-                        await processor.process(Delivery(
-                            topic=message.topic, partition=message.partition, offset=message.offset,
-                            key=message.key, value=message.value or b"",
-                        ))
-                        log.info("handled %s[%s]@%s in %.0f ms", message.topic, message.partition,
-                                 message.offset, (time.perf_counter() - started) * 1000)
-
             # Model- and search-bound stages wait on I/O: several messages in flight keep one slow call from
-            # holding up every other request. (The generator never gets here: it batches, one agent, above.)
-            app.agent(topic(source), name=f"{stage}.{source.suffix}", concurrency=settings.stage_concurrency)(agent)
+            # holding up every other request. (A batched stage takes its messages in one agent, above.)
+            app.agent(topic(source), name=name, concurrency=settings.stage_concurrency)(one_at_a_time(processor))
         return app
+
+
+def one_at_a_time(processor: StageProcessor) -> Any:
+    """A Faust agent that hands each message to the processor, with the request's id bound to its log lines."""
+
+    async def agent(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            metrics.STAGE_MESSAGES_IN.labels(processor.stage, message.topic).inc()
+            # Messages are keyed by request_id: every log line of this message names it and the stage.
+            with logs.bound(processor.stage, _key_text(message.key)):
+                started = time.perf_counter()
+                await processor.process(Delivery(
+                    topic=message.topic, partition=message.partition, offset=message.offset,
+                    key=message.key, value=message.value or b"",
+                ))
+                log.info("handled %s[%s]@%s in %.0f ms", message.topic, message.partition,
+                         message.offset, (time.perf_counter() - started) * 1000)
+
+    return agent
 
 
 def _key_text(key: Optional[bytes]) -> Optional[str]:

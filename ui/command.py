@@ -85,7 +85,7 @@ async def serve(settings: Settings, host: str, port: int, token: Optional[str]) 
     async with running_broker(settings) as bootstrap, running_redis(settings) as redis_url:
         workers: Any = contextlib.nullcontext()
         if settings.local_mode:
-            from streams.backends import STAGES
+            from streams.topology import STAGES
             from streams.pipeline import Worker
 
             workers = Worker(settings, bootstrap, redis_url, STAGES)

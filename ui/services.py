@@ -55,17 +55,14 @@ class Services:
     async def start(self) -> "Services":
         import redis.asyncio as aioredis
 
-        from infra.image_store import open_image_store
-        from infra.redis_clarify import PendingQuestions
-        from infra.redis_memory import RedisMemoryStore
+        from streams.backends import memory_store_for, open_image_store, pending_questions_for
         from streams.client import ensure_topics, new_producer
 
         settings = self.settings
         self.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
         # The same keys the planner reads: the deployment's one namespace.
-        self.memory = RedisMemoryStore(self.redis, prefix=settings.redis_namespace, ttl_s=settings.memory_ttl_s,
-                                       history_cap=settings.memory_history_cap)
-        self.pending = PendingQuestions(self.redis, prefix=settings.redis_namespace)
+        self.memory = memory_store_for(settings, self.redis)
+        self.pending = pending_questions_for(settings, self.redis)
         self.images = open_image_store(settings.image_store, s3_endpoint_url=settings.s3_endpoint_url,
                                        s3_region=settings.s3_region)
         # Resolved against the broker (kind, replication): the producer and every reader suit it.
@@ -110,17 +107,17 @@ class Services:
     async def question(self, request_id: str) -> Optional[tuple[str, str]]:
         """(state, user_id) of the request's clarifying question, or None if it never asked one."""
         seen = await self.pending.peek(request_id)
-        return (seen[0], seen[1]) if seen else None
+        return (seen.state, seen.user_id) if seen else None
 
     async def answer(self, answer: AnswerRecord) -> None:
         """Publish an answer the planner will take: the same checks as `gapstream answer`, said at once."""
         seen = await self.pending.peek(answer.request_id)
         if seen is None:
             raise Refused("no question is waiting for this request")
-        if seen[1] != answer.user_id:
+        if seen.user_id != answer.user_id:
             raise Refused("this request belongs to another user")
-        if seen[0] != "waiting":
-            raise Refused(f"this question was already {seen[0]}")
+        if seen.state != "waiting":
+            raise Refused(f"this question was already {seen.state}")
         await self.live.open(answer.request_id, answer.user_id)
         await self.producer.send_and_wait(ANSWERS.name(self.settings.topic_prefix),
                                           key=answer.request_id.encode(), value=answer.model_dump_json().encode())

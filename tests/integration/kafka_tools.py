@@ -1,14 +1,17 @@
 """Small aiokafka helpers for tests: what a user's own client would do."""
 
+import asyncio
 import contextlib
 import json
 import os
+import time
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from infra.settings import Settings
 from streams.broker import for_broker, partitions_of
+from streams.lag import LagSampler, groups_of
 
 
 def isolated_settings(home, tag: str, **env: str) -> Settings:
@@ -65,10 +68,40 @@ async def produce_raw(bootstrap: str, topic: str, key: bytes, value: bytes) -> N
         await producer.stop()
 
 
+async def wait_until_idle(bootstrap: str, apps, timeout_s: float = 60.0) -> None:
+    """Until every stage app of `apps` has committed every message of its input topics and none wrote a new one
+    meanwhile: then all that the messages sent so far will cause has happened, since a stage sends its outputs
+    before it commits the input. Raises TimeoutError when that does not come within `timeout_s`.
+
+    Two reads of the topics' end offsets bracket the read of the groups' commits: equal ends mean nothing was
+    written in between, so a message some stage was still working on would have shown as lag."""
+    groups = groups_of(apps)
+    sampler = await LagSampler(bootstrap, groups, interval_s=0).start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        topics = {topic for group in groups for topic in group.topics}
+        partitions = [TopicPartition(t, p) for t, ps in (await partitions_of(consumer, topics)).items() for p in ps]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            before = await consumer.end_offsets(partitions)
+            lags = await sampler.sample()
+            after = await consumer.end_offsets(partitions)
+            if before == after and not any(lags.values()):
+                return
+            if time.monotonic() > deadline:
+                busy = {key: lag for key, lag in lags.items() if lag}
+                raise TimeoutError(f"stages still busy after {timeout_s:g} s: lag {busy}")
+            await asyncio.sleep(0.2)
+    finally:
+        await consumer.stop()
+        await sampler.aclose()
+
+
 @contextlib.asynccontextmanager
-async def running_pipeline(settings, bootstrap: str, redis_url: str):
-    """Every stage in this process, plus a client's producer and result watcher: (watcher, producer)."""
-    from streams.backends import STAGES
+async def running_worker_pipeline(settings, bootstrap: str, redis_url: str):
+    """Every stage in this process, plus a client's producer and result watcher: (worker, watcher, producer)."""
+    from streams.topology import STAGES
     from streams.client import ResultWatcher, new_producer
     from streams.pipeline import Worker
 
@@ -80,7 +113,14 @@ async def running_pipeline(settings, bootstrap: str, redis_url: str):
         producer = new_producer(bootstrap, settings)
         await producer.start()
         try:
-            yield watcher, producer
+            yield worker, watcher, producer
         finally:
             await producer.stop()
             await watcher.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_pipeline(settings, bootstrap: str, redis_url: str):
+    """Every stage in this process, plus a client's producer and result watcher: (watcher, producer)."""
+    async with running_worker_pipeline(settings, bootstrap, redis_url) as (_, watcher, producer):
+        yield watcher, producer

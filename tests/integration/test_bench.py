@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from streams.backends import STAGES
+from streams.topology import STAGES
 
 
 def _bench(args, env, timeout=400):

@@ -1,6 +1,5 @@
 """The whole pipeline on a real broker and the real Redis: request in, image and trace out."""
 
-import asyncio
 import io
 import json
 from pathlib import Path
@@ -13,9 +12,15 @@ from agents.loop import MIN_IMPROVEMENT
 from agents.memory import items_from_user_text
 from infra.redis_memory import RedisMemoryStore
 from schemas.records import ImageRequest
-from streams.backends import STAGES
+from streams.topology import STAGES
 from streams.client import publish_request
-from tests.integration.kafka_tools import isolated_settings, produce_raw, read_topic, running_pipeline
+from tests.integration.kafka_tools import (
+    isolated_settings,
+    produce_raw,
+    read_topic,
+    running_worker_pipeline,
+    wait_until_idle,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -24,12 +29,12 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 async def pipeline(broker, redis_url, tmp_path_factory, example_corpus):
     home = tmp_path_factory.mktemp("home")
     settings = isolated_settings(home, "it", GAPSTREAM_CORPUS_DIR=str(example_corpus))
-    async with running_pipeline(settings, broker.bootstrap, redis_url) as (watcher, producer):
-        yield settings, watcher, producer
+    async with running_worker_pipeline(settings, broker.bootstrap, redis_url) as (worker, watcher, producer):
+        yield settings, watcher, producer, worker
 
 
 async def _run(pipeline, unique, prompt, user=None, **fields):
-    settings, watcher, producer = pipeline
+    settings, watcher, producer, _ = pipeline
     request = ImageRequest(request_id=f"req-{unique}", user_id=user or f"u-{unique}", prompt=prompt, **fields)
     await publish_request(producer, settings, request)
     return await watcher.wait(request.request_id, timeout_s=90)
@@ -116,12 +121,14 @@ async def test_malformed_requests_become_dead_letters_and_the_worker_keeps_going
 
 
 async def test_the_same_request_delivered_twice_yields_one_result(pipeline, broker, unique):
-    settings, watcher, producer = pipeline
+    settings, watcher, producer, worker = pipeline
     request = ImageRequest(request_id=f"dup-{unique}", user_id=f"u-{unique}", prompt="a red kite over a beach")
     await publish_request(producer, settings, request)
     await publish_request(producer, settings, request)
     result = await watcher.wait(request.request_id, timeout_s=90)
     assert result.status == "completed"
-    await asyncio.sleep(3)  # room for a second result to appear if deduplication were broken
+    # Both deliveries, and whatever either set off downstream, are through every stage once all stages have
+    # committed their inputs to the end: a second result, if deduplication let one through, is out by then.
+    await wait_until_idle(broker.bootstrap, worker.apps, timeout_s=90)
     results = await read_topic(broker.bootstrap, settings.topic("results"))
     assert sum(1 for r in results if r.get("request_id") == request.request_id) == 1

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from agents.memory import content_words, items_from_user_text
-from infra.llm import build_llms
+from streams.backends import build_llms
 from infra.settings import Settings
 from benchmarks import llama_server
 from tests.unit.fakes import FakeMemoryStore

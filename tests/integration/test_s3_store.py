@@ -14,7 +14,7 @@ from PIL import Image
 from agents.critic import QualityCritic
 from agents.generator import Generator
 from infra.diffusion import DiffusersTextToImage
-from infra.image_store import open_image_store
+from streams.backends import open_image_store
 from infra.s3_store import S3ImageStore, S3StoreError
 from schemas.records import EnrichedPromptRecord, GenerationParams, ImageRequest
 from streams.local import free_port

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
+from agents.ports import QuestionStatus
 from schemas.records import Hit, MemoryItem
 
 
@@ -48,6 +50,20 @@ class FakeMemoryStore:
         for by_model in self.vecs.get(user_id, {}).values():
             by_model.pop(item_id, None)
         return 1 if mine.pop(item_id, None) else 0
+
+    async def turn(self, user_id: str, request_id: str) -> Optional[str]:
+        if self.fail:
+            raise self.fail
+        return self.turns.get((user_id, request_id))
+
+    async def put_turn(self, user_id: str, request_id: str, turn_json: str, expires_at: str) -> bool:
+        if self.fail:
+            raise self.fail
+        return self.turns.setdefault((user_id, request_id), turn_json) == turn_json
+
+    @property
+    def turns(self) -> dict:
+        return self.__dict__.setdefault("_turns", {})
 
     @property
     def vecs(self) -> dict:
@@ -187,3 +203,40 @@ def gradient_png(width: int = 64, height: int = 64) -> bytes:
 def low_contrast_png(size: int = 64, seed: int = 1) -> bytes:
     base = 120 + np.random.default_rng(seed).integers(0, 30, (size, size))
     return png(np.stack([base] * 3, axis=-1))
+
+
+class FakePendingQuestions:
+    """`PendingQuestions` over a dict, with the Redis adapter's rules: one question per request, and an answer
+    after the deadline expires the question instead."""
+
+    def __init__(self) -> None:
+        self.questions: dict[str, list] = {}  # request_id -> [state, deadline, WaitingQuestion]
+
+    async def put(self, waiting, deadline: float, keep_s: int) -> bool:
+        if waiting.request.request_id in self.questions:
+            return False
+        self.questions[waiting.request.request_id] = ["waiting", deadline, waiting]
+        return True
+
+    def _status(self, request_id: str, previous=None):
+        state, _, waiting = self.questions[request_id]
+        return QuestionStatus(state=state, user_id=waiting.request.user_id, waiting=waiting, previous=previous)
+
+    async def peek(self, request_id: str):
+        return self._status(request_id) if request_id in self.questions else None
+
+    async def resolve(self, request_id: str, wanted: str, now: Optional[float] = None):
+        if request_id not in self.questions:
+            return None
+        entry = self.questions[request_id]
+        previous = entry[0]
+        if previous == "waiting":
+            late = wanted == "answered" and entry[1] <= (time.time() if now is None else now)
+            entry[0] = "expired" if late else wanted
+        return self._status(request_id, previous)
+
+    async def due(self, now: Optional[float] = None, limit: int = 100) -> list[str]:
+        now = time.time() if now is None else now
+        waiting = sorted((entry[1], rid) for rid, entry in self.questions.items()
+                         if entry[0] == "waiting" and entry[1] <= now)
+        return [rid for _, rid in waiting[:limit]]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from streams.backends import STAGES, SUPPORT_STAGES
+from streams.topology import STAGES, SUPPORT_STAGES
 
 COMPOSE = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
 

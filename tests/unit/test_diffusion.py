@@ -17,9 +17,9 @@ from infra.diffusion import (
     DiffusersTextToImage,
     _image_extra,
     default_generation,
-    load_text_to_image,
-    png_bytes,
 )
+from agents.generator import encode_png as png_bytes
+from streams.backends import load_text_to_image
 from infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.diffusion import DiffusersTextToImage, load_text_to_image
+from infra.diffusion import DiffusersTextToImage
+from streams.backends import load_text_to_image
 from infra.settings import Settings, SettingsError
 
 

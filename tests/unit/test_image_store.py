@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from agents.ports import ImageStore
-from infra.image_store import FilesystemImageStore, open_image_store
+from infra.image_store import FilesystemImageStore
+from streams.backends import open_image_store
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 
 from agents.ports import LLMError, LLMReply, StructuredLLM
 from infra import metrics
-from infra.llm import OpenAICompatibleLLM, build_llms, extract_json_object
+from infra.llm import OpenAICompatibleLLM, extract_json_object
+from streams.backends import build_llms
 from infra.settings import Settings
 from schemas.records import LLMCall
 from tests.fakes.openai_server import FakeOpenAI, Reply

@@ -73,6 +73,24 @@ def test_decide(round_, max_rounds, score, previous, verdict):
     assert decision.verdict == verdict and decision.reason
 
 
+@pytest.mark.parametrize("round_, max_rounds, score, previous, stop_reason", [
+    (0, 3, 0.8, None, "score 0.8000 reached the threshold 0.7500"),
+    (0, 3, 0.5, None, None),
+    (2, 3, 0.7, 0.5, "max_rounds=3 reached"),
+    (1, 3, 0.5, 0.5, "no improvement: 0.5000 after 0.5000"),
+])
+def test_a_decision_that_ends_the_loop_names_its_rule(round_, max_rounds, score, previous, stop_reason):
+    assert loop.decide(round_, max_rounds, 0.75, score, previous).stop_reason == stop_reason
+
+
+@pytest.mark.parametrize("round_, previous, verdict", [(0, None, "revise"), (2, None, "exhausted"),
+                                                      (1, 0.9, "exhausted")])
+def test_a_broken_draft_is_never_accepted_but_the_other_rules_still_apply(round_, previous, verdict):
+    decision = loop.decide(round_, 3, 0.75, 0.9, previous, acceptable=False)
+    assert decision.verdict == verdict
+    assert loop.decide(round_, 3, 0.75, 0.9, previous).verdict != verdict  # the same round, acceptable, differs
+
+
 @pytest.mark.parametrize("args", [(-1, 2, 0.5, 0.1, None), (0, 0, 0.5, 0.1, None), (0, MAX_ROUNDS + 1, 0.5, 0.1, None)])
 def test_decide_rejects_impossible_rounds(args):
     with pytest.raises(ValueError):

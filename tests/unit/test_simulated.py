@@ -1,5 +1,5 @@
-"""Simulated backends: they cost their configured time and nothing else, and a benchmark injects them in place of
-what the settings would build (`streams.backends.BackendOverrides`)."""
+"""Simulated backends: they cost their configured time and nothing else; a benchmark injects them in place of what
+the settings would build (`streams.backends.BackendOverrides`, tested in test_backends)."""
 
 import asyncio
 import time
@@ -7,9 +7,7 @@ import time
 import pytest
 
 from agents.ports import GenerationJob, LLMError, SearchBackend, StructuredLLM, TextToImage
-from infra.settings import Settings, SettingsError
 from benchmarks.simulated import SimulatedLLM, SimulatedSearch, SimulatedTextToImage, simulated_backends
-from streams.backends import STAGES, open_backends
 
 
 def _job(seed: int) -> GenerationJob:
@@ -58,61 +56,10 @@ def test_negative_latencies_are_refused():
             make(-1)
 
 
-def test_settings_switch_simulated_backends_on(tmp_path):
-    off = Settings.from_env({"GAPSTREAM_HOME": str(tmp_path)})
-    assert (off.simulated_seconds_per_image, off.simulated_search_s, off.simulated_llm_s) == (None, None, None)
-    on = Settings.from_env({"GAPSTREAM_HOME": str(tmp_path), "GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE": "0.2",
-                            "GAPSTREAM_SIMULATED_SEARCH_S": "0", "GAPSTREAM_SIMULATED_LLM_S": "0.3"})
-    assert (on.simulated_seconds_per_image, on.simulated_search_s, on.simulated_llm_s) == (0.2, 0.0, 0.3)
-    assert on.simulated_seconds_per_batched_image is None  # unset: each image costs the same
-    batched = Settings.from_env({"GAPSTREAM_HOME": str(tmp_path), "GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE": "0.2",
-                                 "GAPSTREAM_SIMULATED_SECONDS_PER_BATCHED_IMAGE": "0.05"})
-    assert batched.simulated_seconds_per_batched_image == 0.05
-    with pytest.raises(SettingsError, match="GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE"):
-        Settings.from_env({"GAPSTREAM_HOME": str(tmp_path), "GAPSTREAM_SIMULATED_SECONDS_PER_IMAGE": "fast"})
-
-
-# Never reached: building Backends opens no connection, and these tests close them before using Redis.
-UNUSED_REDIS = "redis://127.0.0.1:9/0"
-
-
-def _settings(tmp_path, **env):
-    return Settings.from_env({"GAPSTREAM_HOME": str(tmp_path), "GAPSTREAM_SEMANTIC_MATCHING": "0", **env})
-
-
-async def test_overrides_replace_what_the_settings_would_build(tmp_path, monkeypatch):
-    import infra.diffusion
-
-    def no_diffusers(settings):
-        raise AssertionError("an overridden generator must not load a diffusion model")
-
-    monkeypatch.setattr(infra.diffusion, "load_text_to_image", no_diffusers)
-    settings = _settings(tmp_path, SERPAPI_API_KEY="k")
-    overrides = simulated_backends(0.0, llm_s=0.0, search_s=0.0)
-    backends = await open_backends(settings, UNUSED_REDIS, STAGES, overrides)
-    try:
-        assert backends.text_to_image is overrides.text_to_image
-        assert backends.llm is overrides.llm and backends.vlm is overrides.vlm
-        assert backends.search == overrides.search and isinstance(backends.search[0], SimulatedSearch)
-    finally:
-        await backends.aclose()
-    chosen = await open_backends(settings, UNUSED_REDIS, ("searcher",))  # without overrides: the settings' choice
-    try:
-        assert [type(b).__name__ for b in chosen.search] == ["CachedSearch"]
-    finally:
-        await chosen.aclose()
-
-
-async def test_overrides_still_go_only_to_the_stages_that_run_here(tmp_path):
-    overrides = simulated_backends(0.0, llm_s=0.0, search_s=0.0)
-    backends = await open_backends(_settings(tmp_path), UNUSED_REDIS, ("generator",), overrides)
-    try:
-        assert backends.text_to_image is overrides.text_to_image
-        assert (backends.llm, backends.vlm, backends.search) == (None, None, [])
-    finally:
-        await backends.aclose()
-    critic = await open_backends(_settings(tmp_path), UNUSED_REDIS, ("critic",), overrides)
-    try:
-        assert critic.vlm is overrides.vlm and (critic.llm, critic.text_to_image) == (None, None)
-    finally:
-        await critic.aclose()
+def test_simulated_backends_are_fresh_per_run_and_only_what_was_asked_for():
+    first, second = simulated_backends(0.1, 0.05, llm_s=0.2, search_s=0.3), simulated_backends(0.1)
+    assert first.text_to_image is not second.text_to_image  # counters of one run never include another's
+    assert (first.text_to_image.seconds_per_image, first.text_to_image.seconds_per_batched_image) == (0.1, 0.05)
+    assert first.llm is first.vlm and first.llm.latency_s == 0.2  # one model endpoint for every stage
+    assert [type(b) for b in first.search] == [SimulatedSearch] and first.search[0].latency_s == 0.3
+    assert (second.llm, second.vlm, second.search) == (None, None, None)  # left to the settings

@@ -92,6 +92,34 @@ async def test_a_blank_draft_is_never_accepted_whatever_the_model_says():
     assert (out.critique.score, out.critique.verdict, out.best.uri) == (0.8, "accept", "mem://r0-d1.png")
 
 
+@pytest.mark.parametrize("round_, best_score, score, verdict, stop_reason", [
+    (0, None, 0.9, "accept", "score 0.9000 reached the threshold 0.7500"),
+    (0, None, 0.5, "revise", None),
+    (2, 0.4, 0.5, "exhausted", "max_rounds=3 reached"),
+    (1, 0.7, 0.6, "exhausted", "no improvement: 0.6000 after 0.7000"),
+])
+async def test_the_loop_rule_ends_a_vlm_judged_round_and_names_the_rule(round_, best_score, score, verdict,
+                                                                        stop_reason):
+    store = FakeImageStore()
+    earlier = ImageRef(uri="mem://old.png", sha256="1" * 64, width=64, height=64, seed=7) if best_score else None
+    record = images_record(store, [gradient_png()], round_=round_, best=earlier, best_score=best_score)
+    out = await critic(ScriptedLLM({"score": score, "verdict": "accept"}), store)(record)
+    assert out.critique.judge.startswith("vlm:")
+    assert (out.critique.verdict, out.critique.stop_reason) == (verdict, stop_reason)
+
+
+async def test_a_blank_draft_the_model_praises_is_stopped_by_the_same_rules_as_a_poor_one():
+    store = FakeImageStore()
+    praise = {"score": 1.0, "verdict": "accept"}
+    last = await critic(ScriptedLLM(praise), store, accept_score=0.0)(
+        images_record(store, [flat_png()], round_=2))
+    assert (last.critique.verdict, last.critique.stop_reason) == ("exhausted", "max_rounds=3 reached")
+    earlier = ImageRef(uri="mem://old.png", sha256="1" * 64, width=64, height=64, seed=7)
+    stalled = await critic(ScriptedLLM(praise), store, accept_score=0.0)(
+        images_record(store, [flat_png()], round_=1, best=earlier, best_score=0.0))
+    assert stalled.critique.verdict == "exhausted" and stalled.critique.stop_reason.startswith("no improvement")
+
+
 async def test_scores_are_clamped_and_an_out_of_range_draft_number_means_the_first():
     store = FakeImageStore()
     answer = {"checks": [], "best_draft": 7, "draft_scores": [3.0], "score": 1.7}

@@ -11,7 +11,7 @@ import serpapi
 
 from agents.ports import SearchError
 from agents.searcher import Searcher
-from infra.search_factory import build_page_reader, build_search_backends, searcher_options
+from streams.backends import build_page_reader, build_search_backends, searcher_options
 from infra.serpapi_search import SerpApiSearch, normalize_date, normalize_results
 from infra.settings import Settings
 from schemas.records import Gap, GapsRecord, ImageRequest
