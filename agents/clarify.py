@@ -1,6 +1,6 @@
 """Clarifying questions: when memory cannot fill a gap, ask the user (if the request allows it), else leave it out.
 
-Pure functions over records; the wiring (`streams/clarify.py`) publishes the question, keeps the request waiting
+Pure functions over records; the planner stage (`agents/planner_stage.py`) publishes the question, keeps it waiting
 in Redis and resumes it when the answer comes. A request is asked at most once: after an answer, anything still
 unknown stays unfilled, so a request has at most one `needs_clarification` result and then one final result.
 
