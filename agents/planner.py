@@ -36,7 +36,7 @@ from agents.planner_rules import (
 from agents.ports import Embedder, MemoryStore
 from agents.semantic import SemanticMemory
 from agents.visual import telling_terms
-from schemas.records import ChecklistItem, Gap, GapsRecord, ImageRequest, MemoryItem
+from schemas.records import ChecklistItem, Degraded, Gap, GapsRecord, ImageRequest, MemoryItem
 
 DEFAULTS: Mapping[str, str] = {
     "style": "detailed digital illustration",
@@ -48,12 +48,17 @@ DEFAULTS: Mapping[str, str] = {
 MEMORY_ERRORS = (ConnectionError, OSError, TimeoutError)
 
 
-async def read_memory(memory: MemoryStore, user_id: str, degraded: list[str]) -> tuple[list[MemoryItem], bool]:
+def memory_unavailable(what: str) -> Degraded:
+    return Degraded(stage="planner", kind="memory_unavailable", detail=f"memory unavailable: {what}")
+
+
+async def read_memory(memory: MemoryStore, user_id: str,
+                      degraded: list[Degraded]) -> tuple[list[MemoryItem], bool]:
     """The user's items, or none when the store is unreachable: planning goes on and `degraded` says why."""
     try:
         return list(await memory.items(user_id)), True
     except MEMORY_ERRORS as exc:
-        degraded.append(f"memory unavailable: {type(exc).__name__}: {exc}")
+        degraded.append(memory_unavailable(f"{type(exc).__name__}: {exc}"))
         return [], False
 
 
@@ -80,7 +85,7 @@ class HeuristicPlanner:
     async def __call__(self, request: ImageRequest) -> GapsRecord:
         if not isinstance(request, ImageRequest):
             raise ValueError(f"expected an ImageRequest, got {type(request).__name__}")
-        degraded: list[str] = []
+        degraded: list[Degraded] = []
         prompt = request.prompt
         year = self.today().year
 
@@ -93,7 +98,7 @@ class HeuristicPlanner:
                 # Listed even when already stored: a redelivered request then produces the same record.
                 written = statements
             except MEMORY_ERRORS as exc:
-                degraded.append(f"memory unavailable: could not store statements: {type(exc).__name__}: {exc}")
+                degraded.append(memory_unavailable(f"could not store statements: {type(exc).__name__}: {exc}"))
         view = MemoryView([*stored, *statements])
 
         gaps: list[Gap] = []
@@ -124,7 +129,7 @@ class HeuristicPlanner:
             try:
                 await memory_gaps.resolve_by_meaning(refs, self.semantic, self.memory, request.user_id)
             except MEMORY_ERRORS as exc:
-                degraded.append(f"memory unavailable: no semantic match: {type(exc).__name__}: {exc}")
+                degraded.append(memory_unavailable(f"no semantic match: {type(exc).__name__}: {exc}"))
         memory_gaps.possessive_gaps(refs)
         memory_gaps.name_gaps()
 

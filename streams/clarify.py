@@ -20,11 +20,13 @@ import click
 from agents.clarify import answer_item, question_for, settle
 from agents.conversation import carry_parent, merge
 from agents.learning import Turn, learn, turn_of
+from agents.publisher import result_of
 from infra import metrics
 from schemas.records import (
     AnswerRecord,
     ClarificationAnswer,
     ClarificationRecord,
+    Degraded,
     Gap,
     GapsRecord,
     ImageRequest,
@@ -82,13 +84,11 @@ def planner_handlers(backends: Any) -> list[tuple[Any, Any]]:
                 raise ParentNotFound(f"parent request {request.parent_request_id} not found for user "
                                      f"{request.user_id} (unknown, forgotten or expired)")
             planning = request.model_copy(update={"prompt": merge(turn.prompt, request.prompt)})
-        record = await planner(planning)
-        record.request = request
+        record = (await planner(planning)).model_copy(update={"request": request})
         if turn is not None:
-            record.base_prompt = planning.prompt
-            record.parent = turn.parent_ref()
-            carry_parent(record, turn)
-        return record, settle(record, allow_question)
+            record = carry_parent(record.model_copy(update={"base_prompt": planning.prompt,
+                                                            "parent": turn.parent_ref()}), turn)
+        return settle(record, allow_question)
 
     async def plan(request: ImageRequest):
         record, asked = await plan_request(request, request.allow_clarification)
@@ -105,11 +105,8 @@ def planner_handlers(backends: Any) -> list[tuple[Any, Any]]:
         expires_at = _iso(deadline)
         clarification = ClarificationRecord(request_id=request.request_id, user_id=request.user_id, gap_id=asked.id,
                                             subject=asked.subject, question=question, expires_at=expires_at)
-        result = ResultRecord(request_id=request.request_id, user_id=request.user_id, status="needs_clarification",
-                              question=question, expires_at=expires_at, gaps=record.gaps, checklist=record.checklist,
-                              memory_used=record.memory_used, memory_written=record.memory_written,
-                              timings=record.timings, degraded=record.degraded, llm_calls=record.llm_calls,
-                              request=request, base_prompt=record.base_prompt, parent=record.parent)
+        result = result_of("needs_clarification", request.request_id, request.user_id, record, request=request,
+                           question=question, expires_at=expires_at)
         metrics.RESULTS.labels(result.status).inc()
         return [(CLARIFICATIONS, clarification), (RESULTS, result)]
 
@@ -133,9 +130,10 @@ def planner_handlers(backends: Any) -> list[tuple[Any, Any]]:
         item = answer_item(gap, record.answer, record.request_id, record.answered_at)
         await backends.memory.add(record.user_id, [item])  # idempotent: the id derives from request and answer
         planned, _ = await plan_request(request, allow_question=False)
-        planned.clarification = ClarificationAnswer(gap_id=gap.id, subject=gap.subject, question=stored["question"],
-                                                    answer=record.answer, remembered=item.id)
-        planned.memory_written = [*planned.memory_written, item]
+        planned = planned.model_copy(update={
+            "clarification": ClarificationAnswer(gap_id=gap.id, subject=gap.subject, question=stored["question"],
+                                                 answer=record.answer, remembered=item.id),
+            "memory_written": [*planned.memory_written, item]})
         _count_gaps(planned.gaps, "planned")
         return [(GAPS, planned)]
 
@@ -156,8 +154,7 @@ def expired(request_id: str, user_id: str, resolved: Optional[tuple], timeout_s:
         error = f"no answer within {timeout_s} s to: {question}"
     else:
         error = "no question is waiting for this request (never asked, or expired and forgotten)"
-    return ResultRecord(request_id=request_id, user_id=user_id, status="expired", error=error, question=question,
-                        request=request)
+    return result_of("expired", request_id, user_id, error=error, question=question, request=request)
 
 
 async def sweep(backends: Any, send: Any, stop: asyncio.Event, results_log: Any = None) -> None:
@@ -190,8 +187,8 @@ async def sweep(backends: Any, send: Any, stop: asyncio.Event, results_log: Any 
             pass
 
 
-async def remember_result(backends: Any, result: ResultRecord) -> None:
-    """Teach memory what a final result shows; failures here never hold back the result itself."""
+async def remember_result(backends: Any, result: ResultRecord) -> ResultRecord:
+    """Teach memory what a final result shows; failures here never hold back the result itself (it says so)."""
     settings = backends.settings
     try:
         items = learn(result, settings.memory_history_ttl_s)
@@ -204,7 +201,9 @@ async def remember_result(backends: Any, result: ResultRecord) -> None:
             await put_turn(result.user_id, result.request_id, turn.model_dump_json(), expires)
     except Exception as exc:
         log.warning("could not remember result %s: %s: %s", result.request_id, type(exc).__name__, exc)
-        result.degraded.append(f"memory: result not remembered: {type(exc).__name__}")
+        return result.model_copy(update={"degraded": [*result.degraded, Degraded(
+            stage="publisher", kind="not_remembered", detail=f"memory: result not remembered: {type(exc).__name__}")]})
+    return result
 
 
 async def publish_answer(bootstrap: str, settings: Any, answer: AnswerRecord,

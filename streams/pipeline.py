@@ -106,7 +106,7 @@ def stage_handlers(stage: str, backends: Backends) -> list[tuple[TopicSpec, Hand
             result = build_result(record)
             from streams.clarify import remember_result
 
-            await remember_result(backends, result)  # issue 6: accepted results teach the user's memory
+            result = await remember_result(backends, result)  # issue 6: accepted results teach the user's memory
             metrics.RESULTS.labels(result.status).inc()
             metrics.ROUNDS.observe(result.rounds)
             metrics.REQUEST_SECONDS.observe(sum(t.seconds for t in result.timings))
