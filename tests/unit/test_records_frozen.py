@@ -4,7 +4,6 @@ are typed: each producer's kind, the legacy sentences of older workers, and the 
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 from pydantic import ValidationError
