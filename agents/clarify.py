@@ -31,30 +31,32 @@ def default_for(gap: Gap) -> Optional[str]:
     return DEFAULTS["style"] if gap.subject == "style" else None
 
 
-def settle(record: GapsRecord, allow_question: bool) -> Optional[Gap]:
+def settle(record: GapsRecord, allow_question: bool) -> tuple[GapsRecord, Optional[Gap]]:
     """Mark the first gap memory could not fill as a question (`strategy="ask"`, open) when allowed; every other
     such gap gets the style default when it is a style, and otherwise stays unfilled with the reason. Returns the
-    gap to ask about, or None. Changes `record` in place."""
+    record so settled and the gap to ask about, or None."""
     asked: Optional[Gap] = None
+    gaps: list[Gap] = []
     for gap in record.gaps:
-        if not _askable(gap):
-            continue
-        why = gap.reason or "not in the user's memory"
-        if allow_question and asked is None:
-            gap.strategy, gap.status = "ask", "open"
-            gap.reason = f"{why}; asking the user"
-            asked = gap
-            continue
-        limit = "only one question per request" if allow_question else "clarification not allowed"
-        default = default_for(gap)
-        if default is None:
-            gap.status = "unfilled"
-            gap.reason = f"{why}; {limit}: left to the user's own words, nothing invented"
-            continue
-        gap.strategy, gap.status, gap.value, gap.source, gap.filled_by = (
-            "default", "filled", default, "default", "default")
-        gap.reason = f"{why}; {limit}: default style used"
-    return asked
+        if _askable(gap):
+            gap = _settled(gap, allow_question, asked is None)
+            if gap.strategy == "ask":
+                asked = gap
+        gaps.append(gap)
+    return record.model_copy(update={"gaps": gaps}), asked
+
+
+def _settled(gap: Gap, allow_question: bool, may_ask: bool) -> Gap:
+    why = gap.reason or "not in the user's memory"
+    if allow_question and may_ask:
+        return gap.model_copy(update={"strategy": "ask", "status": "open", "reason": f"{why}; asking the user"})
+    limit = "only one question per request" if allow_question else "clarification not allowed"
+    default = default_for(gap)
+    if default is None:
+        return gap.model_copy(update={
+            "status": "unfilled", "reason": f"{why}; {limit}: left to the user's own words, nothing invented"})
+    return gap.model_copy(update={"strategy": "default", "status": "filled", "value": default, "source": "default",
+                                  "filled_by": "default", "reason": f"{why}; {limit}: default style used"})
 
 
 def question_for(gap: Gap) -> str:

@@ -86,21 +86,25 @@ def merge(parent_prompt: str, followup: str, max_words: int = MAX_MERGED_WORDS) 
     return ", ".join(phrases)
 
 
-def carry_parent(record: GapsRecord, turn: Turn) -> None:
-    """Keep what the parent found: knowledge gaps it filled are filled the same way (no second search, the same
-    facts), and its checklist items whose words are still in the merged prompt are kept."""
+def carry_parent(record: GapsRecord, turn: Turn) -> GapsRecord:
+    """The record keeping what the parent found: knowledge gaps it filled are filled the same way (no second search,
+    the same facts), and its checklist items whose words are still in the merged prompt are kept."""
     filled = {g.subject.lower(): g for g in turn.gaps if g.kind == "knowledge" and g.status == "filled"}
+    gaps = []
     for gap in record.gaps:
         old = filled.get(gap.subject.lower())
         if gap.kind == "knowledge" and gap.status == "open" and old is not None:
-            gap.status, gap.value, gap.source = "filled", old.value, old.source
-            gap.filled_by = old.filled_by or "search"
-            gap.reason = f"kept from {turn.request_id}"
+            gap = gap.model_copy(update={"status": "filled", "value": old.value, "source": old.source,
+                                         "filled_by": old.filled_by or "search",
+                                         "reason": f"kept from {turn.request_id}"})
+        gaps.append(gap)
     base = record.base_prompt or record.request.prompt
-    have = {tuple(t.lower() for t in item.terms) for item in record.checklist}
+    checklist = list(record.checklist)
+    have = {tuple(t.lower() for t in item.terms) for item in checklist}
     for item in turn.checklist:
         key = tuple(t.lower() for t in item.terms)
         if key in have or not item.terms or not all(contains_phrase(base, t) for t in item.terms):
             continue
         have.add(key)
-        record.checklist.append(item.model_copy(update={"id": f"c{len(record.checklist) + 1}", "gap_id": None}))
+        checklist.append(item.model_copy(update={"id": f"c{len(checklist) + 1}", "gap_id": None}))
+    return record.model_copy(update={"gaps": gaps, "checklist": checklist})

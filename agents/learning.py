@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from agents.memory import MemoryView, content_words, find_styles, item_id
 from agents.ports import MemoryStore
-from schemas.records import ChecklistItem, Gap, MemoryItem, ParentRef, ResultRecord, utc_now
+from schemas.records import ChecklistItem, Degraded, Gap, MemoryItem, ParentRef, ResultRecord, utc_now
 
 log = logging.getLogger("gapstream.learning")
 
@@ -169,6 +169,7 @@ async def remember(memory: MemoryStore, result: ResultRecord, history_ttl_s: int
             await memory.put_turn(result.user_id, result.request_id, turn.model_dump_json(), expires)
     except Exception as exc:
         log.warning("could not remember result %s: %s: %s", result.request_id, type(exc).__name__, exc)
-        return result.model_copy(update={
-            "degraded": [*result.degraded, f"memory: result not remembered: {type(exc).__name__}"]})
+        forgotten = Degraded(stage="publisher", kind="not_remembered",
+                             detail=f"memory: result not remembered: {type(exc).__name__}")
+        return result.model_copy(update={"degraded": [*result.degraded, forgotten]})
     return result

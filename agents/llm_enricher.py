@@ -19,7 +19,7 @@ from agents.planner import DEFAULTS
 from agents.text import STYLE_TERMS
 from agents.visual import VISUAL
 from agents.llm_outputs import EnricherOutput, enricher_output_for
-from agents.llm_stage import ModelCall, Rejected, check_llm, check_on_error, with_trace
+from agents.llm_stage import ModelCall, Rejected, check_llm, check_on_error, partial, with_trace
 from agents.memory import contains_phrase, content_words
 from agents.ports import LLMError
 from agents.prompt_templates import (
@@ -98,7 +98,7 @@ class LLMEnricher:
             note, trace = call.failed(exc, self.on_error)
             return with_trace(self.fallback.enrich(record), trace, [note])
         notes = [*(call.reply.dropped if call.reply else ()), *notes]
-        kept = [f"enricher: kept the valid part of the model's answer; {'; '.join(notes)}"[:500]] if notes else []
+        kept = [partial("enricher", "; ".join(notes))] if notes else []
         return with_trace(self.fallback.build(plan, prompt, additions, negative), call.trace(), kept)
 
     def user_message(self, plan: RoundPlan) -> str:

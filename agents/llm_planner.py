@@ -14,9 +14,9 @@ from datetime import date, datetime, timezone
 from typing import Callable, Optional, Union
 
 from agents.llm_outputs import PlannedGap, PlannerOutput, planner_output_for
-from agents.llm_stage import ModelCall, Rejected, check_llm, check_on_error, with_trace
+from agents.llm_stage import ModelCall, Rejected, check_llm, check_on_error, partial, with_trace
 from agents.memory import MemoryView, content_words, describe, find_styles, item_id, normalize, statements_in
-from agents.planner import DEFAULTS, MEMORY_ERRORS, HeuristicPlanner, read_memory
+from agents.planner import DEFAULTS, MEMORY_ERRORS, HeuristicPlanner, memory_unavailable, read_memory
 from agents.planner_rules import _STYLE_REF
 from agents.ports import LLMError, MemoryStore
 from agents.prompt_templates import (
@@ -28,7 +28,7 @@ from agents.prompt_templates import (
     load_template,
     looks_like_instruction,
 )
-from schemas.records import ChecklistItem, Gap, GapsRecord, ImageRequest, MemoryItem
+from schemas.records import ChecklistItem, Degraded, Gap, GapsRecord, ImageRequest, MemoryItem
 
 MAX_GAPS = 12
 MAX_CHECKS = 16
@@ -93,7 +93,7 @@ class LLMPlanner:
     async def __call__(self, request: ImageRequest) -> GapsRecord:
         if not isinstance(request, ImageRequest):
             raise ValueError(f"expected an ImageRequest, got {type(request).__name__}")
-        degraded: list[str] = []
+        degraded: list[Degraded] = []
         stored, memory_ok = await read_memory(self.memory, request.user_id, degraded)
         statements = statements_in(request.prompt, now=request.created_at)
         view = MemoryView([*stored, *statements])
@@ -112,7 +112,7 @@ class LLMPlanner:
             _check_memory_used(request, view, gaps, used, {i.id for i in [*statements, *stated]})
             dropped = [*(call.reply.dropped if call.reply else ()), *plan.dropped]
             if dropped:
-                degraded.append(f"planner: kept the valid part of the model's answer; dropped: {'; '.join(dropped)}"[:500])
+                degraded.append(partial("planner", f"dropped: {'; '.join(dropped)}"))
         except (LLMError, Rejected) as exc:
             note, trace = call.failed(exc, self.on_error)
             return with_trace(mark_heuristic(await self.fallback(request)), trace, [note])
@@ -126,7 +126,7 @@ class LLMPlanner:
                 await self.memory.add(request.user_id, to_write)
                 written = to_write  # listed even when already stored, so a redelivery gives the same record
             except MEMORY_ERRORS as exc:
-                degraded.append(f"memory unavailable: could not store statements: {type(exc).__name__}: {exc}")
+                degraded.append(memory_unavailable(f"could not store statements: {type(exc).__name__}: {exc}"))
         record = GapsRecord(
             request_id=request.request_id,
             user_id=request.user_id,

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from agents.ports import LLMError, LLMReply, StructuredLLM
 from agents.prompt_templates import Template
-from schemas.records import GapsRecord, LLMCall
+from schemas.records import Degraded, GapsRecord, LLMCall
 
 OnError = Literal["fallback", "dead-letter"]
 ON_ERROR: tuple[str, ...] = ("fallback", "dead-letter")
@@ -77,8 +77,8 @@ class ModelCall:
             outcome=outcome,
         )
 
-    def failed(self, exc: Exception, on_error: str) -> tuple[str, LLMCall]:
-        """(degraded note, trace entry) for a fallback; raises a non-retriable LLMError in dead-letter mode."""
+    def failed(self, exc: Exception, on_error: str) -> tuple[Degraded, LLMCall]:
+        """(degraded reason, trace entry) for a fallback; raises a non-retriable LLMError in dead-letter mode."""
         if isinstance(exc, LLMError):
             kind = exc.kind
             note = f"{self.stage}: model unavailable ({kind}): heuristic fallback"
@@ -91,11 +91,17 @@ class ModelCall:
             # Not retriable: the same input would meet the same model, and the wiring dead-letters these at once.
             reason = note.removesuffix(": heuristic fallback")
             raise LLMError(reason, retriable=False, kind=kind) from exc
-        return note, self.trace(outcome=f"fallback: {kind}")
+        return Degraded(stage=self.stage, kind="llm_fallback", detail=note), self.trace(outcome=f"fallback: {kind}")
 
 
-def with_trace(record: E, call: LLMCall, notes: Sequence[str] = ()) -> E:
-    """The record with one more model call and any degraded notes appended to its trace."""
+def partial(stage: str, what: str) -> Degraded:
+    """The reason for a model answer kept in part: `what` says what was dropped or repaired."""
+    detail = f"{stage}: kept the valid part of the model's answer; {what}"
+    return Degraded(stage=stage, kind="llm_partial", detail=detail[:500])
+
+
+def with_trace(record: E, call: LLMCall, notes: Sequence[Degraded] = ()) -> E:
+    """A copy of the record with one more model call and any degraded reasons added to its trace."""
     return record.model_copy(update={
         "llm_calls": [*record.llm_calls, call],
         "degraded": [*record.degraded, *notes],

@@ -37,7 +37,7 @@ from agents.planner_rules import (
 from agents.ports import Embedder, MemoryStore
 from agents.semantic import SemanticMemory
 from agents.visual import telling_terms
-from schemas.records import ChecklistItem, Gap, GapsRecord, ImageRequest, MemoryItem
+from schemas.records import ChecklistItem, Degraded, Gap, GapsRecord, ImageRequest, MemoryItem
 
 DEFAULTS: Mapping[str, str] = {
     "style": "detailed digital illustration",
@@ -49,12 +49,17 @@ DEFAULTS: Mapping[str, str] = {
 MEMORY_ERRORS = (ConnectionError, OSError, TimeoutError)
 
 
-async def read_memory(memory: MemoryStore, user_id: str, degraded: list[str]) -> tuple[list[MemoryItem], bool]:
+def memory_unavailable(what: str) -> Degraded:
+    return Degraded(stage="planner", kind="memory_unavailable", detail=f"memory unavailable: {what}")
+
+
+async def read_memory(memory: MemoryStore, user_id: str,
+                      degraded: list[Degraded]) -> tuple[list[MemoryItem], bool]:
     """The user's items, or none when the store is unreachable: planning goes on and `degraded` says why."""
     try:
         return list(await memory.items(user_id)), True
     except MEMORY_ERRORS as exc:
-        degraded.append(f"memory unavailable: {type(exc).__name__}: {exc}")
+        degraded.append(memory_unavailable(f"{type(exc).__name__}: {exc}"))
         return [], False
 
 
@@ -107,7 +112,7 @@ class HeuristicPlanner:
     async def __call__(self, request: ImageRequest) -> GapsRecord:
         if not isinstance(request, ImageRequest):
             raise ValueError(f"expected an ImageRequest, got {type(request).__name__}")
-        degraded: list[str] = []
+        degraded: list[Degraded] = []
         stored, memory_ok = await read_memory(self.memory, request.user_id, degraded)
         statements, written = await self._take_statements(request, memory_ok, degraded)
         plan = _Plan(request.prompt, MemoryView([*stored, *statements]))
@@ -129,7 +134,7 @@ class HeuristicPlanner:
         )
 
     async def _take_statements(self, request: ImageRequest, memory_ok: bool,
-                               degraded: list[str]) -> tuple[list[MemoryItem], list[MemoryItem]]:
+                               degraded: list[Degraded]) -> tuple[list[MemoryItem], list[MemoryItem]]:
         """(statements, written): what the prompt tells about the user ("my dog Max is a corgi"). Planned with even
         when the store is down, so this very request uses them; stored only when it is up."""
         statements = statements_in(request.prompt, now=request.created_at)
@@ -140,7 +145,7 @@ class HeuristicPlanner:
                 # Listed even when already stored: a redelivered request then produces the same record.
                 written = statements
             except MEMORY_ERRORS as exc:
-                degraded.append(f"memory unavailable: could not store statements: {type(exc).__name__}: {exc}")
+                degraded.append(memory_unavailable(f"could not store statements: {type(exc).__name__}: {exc}"))
         return statements, written
 
     def _knowledge_gaps(self, plan: _Plan) -> None:
@@ -154,7 +159,7 @@ class HeuristicPlanner:
                          description=f"what {subject} {'is like now' if ts else 'looks like'}; the image model "
                                      f"cannot know")
 
-    async def _memory_gaps(self, plan: _Plan, user_id: str, memory_ok: bool, degraded: list[str]) -> bool:
+    async def _memory_gaps(self, plan: _Plan, user_id: str, memory_ok: bool, degraded: list[Degraded]) -> bool:
         """What only the user's memory knows, filled from it: "my usual style" and "like last time", then each
         "my …" reference by words and, for what words miss, by meaning, then remembered names on their own. True
         when the prompt refers to the user's style (so no style default is added)."""
@@ -166,7 +171,7 @@ class HeuristicPlanner:
             try:
                 await memory_gaps.resolve_by_meaning(refs, self.semantic, self.memory, user_id)
             except MEMORY_ERRORS as exc:
-                degraded.append(f"memory unavailable: no semantic match: {type(exc).__name__}: {exc}")
+                degraded.append(memory_unavailable(f"no semantic match: {type(exc).__name__}: {exc}"))
         memory_gaps.possessive_gaps(refs)
         memory_gaps.name_gaps()
         return style_referenced

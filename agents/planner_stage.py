@@ -21,6 +21,7 @@ from agents.clarify import answer_item, question_for, settle
 from agents.conversation import carry_parent, merge
 from agents.learning import Turn
 from agents.ports import MemoryStore, PendingQuestions, QuestionStatus, WaitingQuestion
+from agents.publisher import result_of
 from schemas.records import (
     AnswerRecord,
     ClarificationAnswer,
@@ -120,9 +121,9 @@ class PlannerStage:
         record = await self.planner(planning)
         record = record.model_copy(update={"request": request})
         if turn is not None:
-            record = record.model_copy(update={"base_prompt": planning.prompt, "parent": turn.parent_ref()})
-            carry_parent(record, turn)
-        return record, settle(record, allow_question)
+            record = carry_parent(record.model_copy(update={"base_prompt": planning.prompt,
+                                                            "parent": turn.parent_ref()}), turn)
+        return settle(record, allow_question)
 
     async def _parent_turn(self, request: ImageRequest) -> Optional[Turn]:
         if not request.parent_request_id:
@@ -141,21 +142,17 @@ class PlannerStage:
 
     @staticmethod
     def _needs_clarification(record: GapsRecord, waiting: WaitingQuestion, deadline: float) -> ResultRecord:
-        return ResultRecord(request_id=record.request_id, user_id=record.user_id, status="needs_clarification",
-                            question=waiting.question, expires_at=_iso(deadline), gaps=record.gaps,
-                            checklist=record.checklist, memory_used=record.memory_used,
-                            memory_written=record.memory_written, timings=record.timings, degraded=record.degraded,
-                            llm_calls=record.llm_calls, request=record.request, base_prompt=record.base_prompt,
-                            parent=record.parent)
+        """The plan so far (gaps, checklist, memory, trace) and the question, as the request's first result."""
+        return result_of("needs_clarification", record.request_id, record.user_id, record,
+                         question=waiting.question, expires_at=_iso(deadline))
 
 
 def expired_result(request_id: str, user_id: str, resolved: Optional[QuestionStatus], timeout_s: int) -> ResultRecord:
     """The final result of a request whose question went unanswered (or was never asked, for a stray answer)."""
     if resolved is None:
-        return ResultRecord(request_id=request_id, user_id=user_id, status="expired",
-                            error="no question is waiting for this request (never asked, or expired and forgotten)")
+        return result_of("expired", request_id, user_id,
+                         error="no question is waiting for this request (never asked, or expired and forgotten)")
     waiting = resolved.waiting
-    return ResultRecord(request_id=request_id, user_id=resolved.user_id, status="expired",
-                        error=f"no answer within {timeout_s} s to: {waiting.question}", question=waiting.question,
-                        request=waiting.request)
+    return result_of("expired", request_id, resolved.user_id, error=f"no answer within {timeout_s} s to: "
+                     f"{waiting.question}", question=waiting.question, request=waiting.request)
 

@@ -41,7 +41,17 @@ from agents.search_text import (  # noqa: F401 - re-exported: the searcher's pub
     visual_fact,
 )
 from agents.text import normalize_query
-from schemas.records import ChecklistItem, Fact, Gap, GapsRecord, Hit, LLMCall, Search, SearchResultsRecord
+from schemas.records import (
+    ChecklistItem,
+    Degraded,
+    Fact,
+    Gap,
+    GapsRecord,
+    Hit,
+    LLMCall,
+    Search,
+    SearchResultsRecord,
+)
 
 FACTS_PER_GAP = 2
 # A hit that shares too few words with the query still counts when it means the same (cosine, all-MiniLM-L6-v2).
@@ -126,23 +136,24 @@ class Searcher:
         if not isinstance(record, GapsRecord):
             raise ValueError(f"expected a GapsRecord, got {type(record).__name__}")
         today = self.today()
-        gaps = [g.model_copy() for g in record.gaps]
-        pending = [g for g in gaps if g.strategy == "search" and g.status == "open"]
+        # A search gap without a query searches its subject; the gaps this stage settles replace theirs at the end.
+        gaps = [g.model_copy(update={"query": g.subject}) if _searchable(g) and not (g.query or "").strip() else g
+                for g in record.gaps]
+        pending = [g for g in gaps if _searchable(g)]
+        settled: dict[str, Gap] = {}
         degraded = list(record.degraded)
         checklist = list(record.checklist)
         llm_calls = list(record.llm_calls)
         searches: list[Search] = []
         facts: list[Fact] = []
 
-        for gap in pending:
-            if not (gap.query or "").strip():
-                gap.query = gap.subject
         if pending and not self.backends:
             for gap in pending:
-                gap.status, gap.reason = "unfilled", "no search backend configured"
-            degraded.append("search: no search backend configured")
+                settled[gap.id] = gap.model_copy(update={"status": "unfilled", "reason": "no search backend configured"})
+            degraded.append(Degraded(stage="searcher", kind="no_search_backend",
+                                     detail="search: no search backend configured"))
         elif pending:
-            searched = self._apply_budget(pending, degraded)
+            searched = self._apply_budget(pending, degraded, settled)
             # One search per distinct query and backend, all at once; gaps with the same query share it.
             distinct = list(dict.fromkeys(normalize_query(g.query or "") for g in searched))
             first_query = {normalize_query(g.query or ""): g.query or "" for g in reversed(searched)}
@@ -158,7 +169,9 @@ class Searcher:
                 searches += mine[gap.id]
                 for search in mine[gap.id]:
                     if search.error:
-                        degraded.append(f"search backend {search.backend} failed for {gap.id}: {search.error}")
+                        degraded.append(Degraded(
+                            stage="searcher", kind="search_failed",
+                            detail=f"search backend {search.backend} failed for {gap.id}: {search.error}"))
 
             found = await asyncio.gather(*(self._gap_facts(g, self._hits(mine[g.id]), today) for g in searched))
             gap_facts = {g.id: f for g, (f, _) in zip(searched, found)}
@@ -182,19 +195,21 @@ class Searcher:
                 failed = [s for s in mine[gap.id] if s.error]
                 if found_facts:
                     best = found_facts[0]
-                    gap.status, gap.value, gap.source = "filled", best.text, best.source
-                    gap.filled_by = f"search:{best.backend}" if best.backend else "search"
+                    update = {"status": "filled", "value": best.text, "source": best.source,
+                              "filled_by": f"search:{best.backend}" if best.backend else "search"}
                     checklist.append(_checklist_item(checklist, gap, best.text, record.request.prompt))
                 elif failed and len(failed) == len(mine[gap.id]):
-                    gap.status = "unfilled"
-                    gap.reason = "search failed: " + "; ".join(f"{s.backend}: {s.error}" for s in failed)
+                    update = {"status": "unfilled",
+                              "reason": "search failed: " + "; ".join(f"{s.backend}: {s.error}" for s in failed)}
                 elif failed:
-                    gap.status = "unfilled"
-                    gap.reason = "no search results (" + "; ".join(f"{s.backend} failed: {s.error}"
-                                                                   for s in failed) + ")"
+                    update = {"status": "unfilled",
+                              "reason": "no search results (" + "; ".join(f"{s.backend} failed: {s.error}"
+                                                                          for s in failed) + ")"}
                 else:
-                    gap.status, gap.reason = "unfilled", "no search results"
+                    update = {"status": "unfilled", "reason": "no search results"}
+                settled[gap.id] = gap.model_copy(update=update)
 
+        gaps = [settled.get(g.id, g) for g in gaps]
         return SearchResultsRecord.model_validate(
             {
                 **record.model_dump(),
@@ -207,7 +222,7 @@ class Searcher:
             }
         )
 
-    def _apply_budget(self, pending: list[Gap], degraded: list[str]) -> list[Gap]:
+    def _apply_budget(self, pending: list[Gap], degraded: list[Degraded], settled: dict[str, Gap]) -> list[Gap]:
         """The gaps whose queries fit the per-request budget (distinct queries, in gap order); the rest unfilled."""
         if self.budget_per_request is None:
             return pending
@@ -219,11 +234,12 @@ class Searcher:
                 allowed.setdefault(key, None)
                 searched.append(gap)
             else:
-                gap.status, gap.reason = "unfilled", BUDGET_EXHAUSTED
+                settled[gap.id] = gap.model_copy(update={"status": "unfilled", "reason": BUDGET_EXHAUSTED})
                 skipped.append(gap.id)
         if skipped:
-            degraded.append(f"search: {BUDGET_EXHAUSTED} ({self.budget_per_request} queries per request); "
-                            f"not searched: {', '.join(skipped)}")
+            degraded.append(Degraded(stage="searcher", kind="search_budget",
+                                     detail=f"search: {BUDGET_EXHAUSTED} ({self.budget_per_request} queries per "
+                                            f"request); not searched: {', '.join(skipped)}"))
         return searched
 
     @staticmethod
@@ -308,7 +324,7 @@ class Searcher:
     # -- reading result pages ----------------------------------------------------------------------------------------
 
     async def _read_pages(self, gaps: list[Gap], gap_facts: dict[str, list[Fact]], mine: dict[str, list[Search]],
-                          degraded: list[str]) -> list[Search]:
+                          degraded: list[Degraded]) -> list[Search]:
         """Read the top web results of the gaps whose snippets did not hold the fact (a fact sentence covering the
         query), at most `read_pages` pages for the whole request, each URL once."""
         plan: list[tuple[Gap, Hit]] = []
@@ -344,10 +360,15 @@ class Searcher:
             passage = best_passage(gap.query or gap.subject, text) if text else ""
             hits = [hit.model_copy(update={"text": passage})] if passage else []
             if error:
-                degraded.append(f"search: reading a result page failed for {gap.id}: {error}")
+                degraded.append(Degraded(stage="searcher", kind="page_read_failed",
+                                         detail=f"search: reading a result page failed for {gap.id}: {error}"))
             out.append(Search(gap_id=gap.id, query=gap.query or "", backend="page", hits=hits,
                               seconds=round(seconds, 6), error=error))
         return out
+
+
+def _searchable(gap: Gap) -> bool:
+    return gap.strategy == "search" and gap.status == "open"
 
 
 def _checklist_item(existing: list[ChecklistItem], gap: Gap, fact: str, prompt: str) -> ChecklistItem:

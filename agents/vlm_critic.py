@@ -24,7 +24,7 @@ from agents.llm_outputs import CriticOutput
 from agents.llm_stage import ModelCall, Rejected, check_llm, check_on_error, with_trace
 from agents.ports import ImageStore, LLMError
 from agents.prompt_templates import clean, data_block, data_section, load_template, looks_like_instruction
-from schemas.records import MAX_PROMPT_CHARS, CheckResult, Critique, CritiqueRecord, DraftScore, ImagesRecord
+from schemas.records import MAX_PROMPT_CHARS, CheckResult, Critique, CritiqueRecord, Degraded, DraftScore, ImagesRecord
 
 MAX_SUGGESTIONS = 5
 
@@ -74,7 +74,9 @@ class VLMCritic:
         shown = [d for d in drafts if d.data is not None]
         if not shown:
             out = await self.fallback(record)
-            return out.model_copy(update={"degraded": [*out.degraded, "critic: no readable draft to show the model"]})
+            blind = Degraded(stage="critic", kind="no_readable_draft",
+                             detail="critic: no readable draft to show the model")
+            return out.model_copy(update={"degraded": [*out.degraded, blind]})
         call = ModelCall(self.vlm, self.template, stage="critic", round=record.round)
         try:
             output = await call.run(self.user_message(record, len(shown)), CriticOutput,

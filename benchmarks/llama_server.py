@@ -116,6 +116,6 @@ async def plan_and_enrich(llm, store, corpus_dir: Path, user: str, prompt: str, 
     enricher = LLMEnricher(llm, Enricher(GenerationDefaults(width=64, height=64, steps=4, guidance=7.5,
                                                             max_side=512)))
     planned = await planner(ImageRequest(request_id=request_id, user_id=user, prompt=prompt))
-    settle(planned, allow_question=False)
+    planned, _ = settle(planned, allow_question=False)
     found = await Searcher([CorpusSearch(corpus_dir)], today=lambda: today)(planned)
     return planned, await enricher(found)

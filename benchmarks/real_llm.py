@@ -52,7 +52,7 @@ async def run(args: argparse.Namespace, base_url: str, corpus: Path) -> dict:
             seconds.append(time.monotonic() - started)
             fell_back = False
             for call in enriched.llm_calls:
-                partial = call.outcome == "ok" and any(d.startswith(f"{call.stage}: kept the valid part")
+                partial = call.outcome == "ok" and any(d.stage == call.stage and d.kind == "llm_partial"
                                                        for d in enriched.degraded)
                 outcomes[call.stage]["ok (partial)" if partial else call.outcome] += 1
                 fell_back |= call.outcome != "ok"
@@ -62,7 +62,7 @@ async def run(args: argparse.Namespace, base_url: str, corpus: Path) -> dict:
             found += sum(w.lower() in enriched.prompt.lower() for w in words)
             rows.append({"case": case["user"], "outcomes": [c.outcome for c in enriched.llm_calls],
                          "seconds": round(seconds[-1], 1), "prompt": enriched.prompt,
-                         "why": [d for d in enriched.degraded if d.startswith(("planner:", "enricher:"))]})
+                         "why": [d.detail for d in enriched.degraded if d.stage in ("planner", "enricher")]})
             if not args.json:
                 print(f"{case['user']}: {rows[-1]['outcomes']} {seconds[-1]:.1f} s {rows[-1]['why']}", file=sys.stderr)
     finally:

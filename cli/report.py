@@ -67,5 +67,5 @@ def format_result(result: ResultRecord) -> str:
             per_stage[timing.stage] += timing.seconds
         lines.append("timings: " + ", ".join(f"{stage} {seconds * 1000:.0f} ms" for stage, seconds in per_stage.items()))
     if result.degraded:
-        lines.append("degraded: " + "; ".join(result.degraded))
+        lines.append("degraded: " + "; ".join(d.detail for d in result.degraded))
     return "\n".join(lines)

@@ -108,7 +108,7 @@ GENERATOR_BUSY = Gauge("gapstream_generator_busy", "1 while a pipeline call runs
 GPU_MEMORY = Gauge("gapstream_gpu_memory_bytes", "CUDA memory of this process after a batch", ["kind"])  # allocated|reserved
 # -- operations (issue 8: Prometheus/Grafana) ----------------------------------------------------------------------
 # Messages in and out per stage and topic (the topic's name: bounded by the registry and the prefix), per-request
-# shape (drafts, final score, degraded reasons by class) and consumer lag (streams/lag.py samples it). Image
+# shape (drafts, final score, degraded reasons by kind) and consumer lag (streams/lag.py samples it). Image
 # throughput is `gapstream_images_total`; generator batch metrics belong to the generator (issue 5).
 STAGE_MESSAGES_IN = Counter("gapstream_stage_messages_in_total", "Messages a stage received, by input topic",
                             ["stage", "topic"])
@@ -123,7 +123,8 @@ REQUEST_WALL_SECONDS = Histogram(
     "Wall time from a request's created_at to its result, queueing and lag included (producer's clock)",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
 )
-DEGRADED = Counter("gapstream_degraded_total", "Final results with a degraded note, by reason class", ["reason"])
+# `kind` is a `Degraded.kind` (schemas/trace.py: a closed set), so the labels stay bounded.
+DEGRADED = Counter("gapstream_degraded_total", "Final results with a degraded reason, by kind", ["kind"])
 CONSUMER_LAG = Gauge("gapstream_consumer_lag_messages",
                      "Messages on a partition that the stage's consumer group has not committed yet",
                      ["stage", "topic", "partition"])
@@ -133,36 +134,15 @@ SEARCHES = Counter("gapstream_searches_total",
 LAG_SAMPLE_ERRORS = Counter("gapstream_consumer_lag_sample_errors_total", "Failed consumer-lag samples, by class",
                             ["error_class"])
 
-# A free-text degraded note becomes one of these classes (first match wins), so labels stay bounded.
-_DEGRADED_CLASSES = (
-    ("budget exhausted", "search_budget"),
-    ("model unavailable", "llm"),
-    ("heuristic fallback", "llm"),
-    ("reading a result page", "page_reader"),
-    ("search", "search"),
-    ("memory unavailable", "memory"),
-    ("critic", "critic"),
-    ("failed", "stage_failed"),
-)
-
-
-def degraded_reason_label(note: str) -> str:
-    text = (note or "").lower()
-    for needle, label in _DEGRADED_CLASSES:
-        if needle in text:
-            return label
-    return "other"
-
-
 def observe_result(result: object) -> None:
-    """Per-request figures of a final result: drafts made, final score, and each degraded reason class once."""
+    """Per-request figures of a final result: drafts made, final score, and each kind of degraded reason once."""
     drafts = sum(len(c.drafts) for c in getattr(result, "critiques", None) or [])
     REQUEST_DRAFTS.observe(drafts or len(getattr(result, "images", None) or []))
     score = getattr(result, "score", None)
     if score is not None:
         REQUEST_SCORE.observe(score)
-    for label in sorted({degraded_reason_label(note) for note in getattr(result, "degraded", None) or []}):
-        DEGRADED.labels(label).inc()
+    for kind in sorted({reason.kind for reason in getattr(result, "degraded", None) or []}):
+        DEGRADED.labels(kind).inc()
     wall = _seconds_since(getattr(getattr(result, "request", None), "created_at", None))
     if wall is not None:
         REQUEST_WALL_SECONDS.observe(wall)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timezone
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from schemas.trace import DEGRADED_KINDS, FROZEN, Degraded, DegradedKind, LLMCall, StageTiming, utc_now  # noqa: F401
 
 SCHEMA_VERSION = 1
 
@@ -32,16 +33,12 @@ Verdict = Literal["accept", "revise", "exhausted"]
 ResultStatus = Literal["completed", "failed", "needs_clarification", "expired"]
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=False, validate_assignment=False)
+    model_config = FROZEN
 
 
 class ImageRequest(_Record):
@@ -129,37 +126,62 @@ class MemoryItem(_Record):
     image_uri: Optional[str] = None
 
 
-class StageTiming(_Record):
-    stage: str
-    round: int
-    seconds: float
-    at: str = Field(default_factory=utc_now)
+# -- the trace ------------------------------------------------------------------------------------------------------
+# What a result tells of how its gap was closed is what the stages' records carried: the same fields, declared once
+# here, inherited by each pipeline record (the parts it has) and by `ResultRecord` (all of them), so a result is
+# built from a record's trace (`agents.publisher.result_of`), never copied field by field. On the wire they stay
+# top-level fields of each message.
 
 
-class LLMCall(_Record):
-    """One model call a stage made: what it cost and how it ended (never the key, never the raw prompt)."""
+class RunTrace(_Record):
+    """What every stage adds to as it goes: its time, its model calls, and why it did less than usual."""
 
-    stage: str
-    model: str
-    template: str = ""  # name@version of the prompt template
-    round: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
-    attempts: int = 1
-    outcome: str = "ok"  # "ok", or "fallback: <reason>" when the heuristic backend took over
+    timings: list[StageTiming] = Field(default_factory=list)
+    degraded: list[Degraded] = Field(default_factory=list)
+    llm_calls: list[LLMCall] = Field(default_factory=list)
 
 
-class _Envelope(_Record):
+class PlanTrace(_Record):
+    """The planner's part: gaps, checklist and the memory it used or wrote."""
+
+    gaps: list[Gap] = Field(default_factory=list)
+    checklist: list[ChecklistItem] = Field(default_factory=list)
+    memory_used: list[MemoryItem] = Field(default_factory=list)
+    memory_written: list[MemoryItem] = Field(default_factory=list)
+    # Issue 6: what the prompt is planned from when it is not the request's own text (a follow-up merged with its
+    # parent's prompt, or an answered clarification), the parent result it started from and an answered question.
+    base_prompt: Optional[str] = None
+    parent: Optional["ParentRef"] = None
+    clarification: Optional["ClarificationAnswer"] = None
+
+
+class SearchTrace(_Record):
+    """The searcher's part: the searches made and the facts found."""
+
+    searches: list["Search"] = Field(default_factory=list)
+    facts: list["Fact"] = Field(default_factory=list)
+
+
+class PromptTrace(_Record):
+    """The enricher's and critic's part: what was added to the prompt, and every finished round's critique."""
+
+    additions: list["PromptAddition"] = Field(default_factory=list)
+    critiques: list["Critique"] = Field(default_factory=list)
+
+
+class Trace(RunTrace, PromptTrace, SearchTrace, PlanTrace):
+    """The whole trace of a request, as its result carries it."""
+
+
+class _Ids(_Record):
     schema_version: int = SCHEMA_VERSION
     request_id: str = Field(pattern=REQUEST_ID_PATTERN)
     user_id: str = Field(pattern=USER_ID_PATTERN)
     round: int = Field(default=0, ge=0, le=MAX_ROUNDS)
     request: ImageRequest
-    timings: list[StageTiming] = Field(default_factory=list)
-    degraded: list[str] = Field(default_factory=list)
-    llm_calls: list[LLMCall] = Field(default_factory=list)
 
+
+class _Envelope(RunTrace, _Ids):
     @model_validator(mode="after")
     def _ids_match_request(self) -> "_Envelope":
         if self.request.request_id != self.request_id or self.request.user_id != self.user_id:
@@ -167,18 +189,8 @@ class _Envelope(_Record):
         return self
 
 
-class GapsRecord(_Envelope):
+class GapsRecord(PlanTrace, _Envelope):
     """`gapstream.gaps`: the planner's gaps, checklist and the memory it used or wrote."""
-
-    gaps: list[Gap] = Field(default_factory=list)
-    checklist: list[ChecklistItem] = Field(default_factory=list)
-    memory_used: list[MemoryItem] = Field(default_factory=list)
-    memory_written: list[MemoryItem] = Field(default_factory=list)
-    # Issue 6: what the prompt is planned from when it is not the request's own text (a follow-up merged with its
-    # parent's prompt, or an answered clarification), and the parent result it started from.
-    base_prompt: Optional[str] = None
-    parent: Optional["ParentRef"] = None
-    clarification: Optional["ClarificationAnswer"] = None
 
 
 class ParentRef(_Record):
@@ -230,11 +242,8 @@ class Fact(_Record):
     date: Optional[str] = None
 
 
-class SearchResultsRecord(GapsRecord):
+class SearchResultsRecord(SearchTrace, GapsRecord):
     """`gapstream.search-results`: gaps with knowledge filled from search, the searches made and the facts found."""
-
-    searches: list[Search] = Field(default_factory=list)
-    facts: list[Fact] = Field(default_factory=list)
 
 
 class GenerationParams(_Record):
@@ -279,15 +288,13 @@ class Critique(_Record):
     stop_reason: Optional[str] = None  # issue 6: why the loop ended here (threshold, max_rounds, no improvement)
 
 
-class EnrichedPromptRecord(SearchResultsRecord):
+class EnrichedPromptRecord(PromptTrace, SearchResultsRecord):
     """`gapstream.enriched-prompts`: the diffusion prompt of this round, traceable to gaps and sources."""
 
     prompt: str
     negative_prompt: str = ""
-    additions: list[PromptAddition] = Field(default_factory=list)
     params: GenerationParams
     prompt_history: list[str] = Field(default_factory=list)
-    critiques: list[Critique] = Field(default_factory=list)
     best: Optional["ImageRef"] = None
     best_score: Optional[float] = None
     best_prompt: Optional[str] = None
@@ -314,9 +321,7 @@ class CritiqueRecord(ImagesRecord):
     critique: Critique
 
 
-class ResultRecord(_Record):
-    """`gapstream.results`: exactly one per request, the final answer and the full trace of how the gap was closed."""
-
+class _ResultHead(_Record):
     schema_version: int = SCHEMA_VERSION
     request_id: str
     user_id: str
@@ -327,27 +332,17 @@ class ResultRecord(_Record):
     best_image: Optional[ImageRef] = None
     score: Optional[float] = None
     rounds: int = 0
-    gaps: list[Gap] = Field(default_factory=list)
-    checklist: list[ChecklistItem] = Field(default_factory=list)
-    searches: list[Search] = Field(default_factory=list)
-    facts: list[Fact] = Field(default_factory=list)
-    additions: list[PromptAddition] = Field(default_factory=list)
-    critiques: list[Critique] = Field(default_factory=list)
-    memory_used: list[MemoryItem] = Field(default_factory=list)
-    memory_written: list[MemoryItem] = Field(default_factory=list)
-    timings: list[StageTiming] = Field(default_factory=list)
-    degraded: list[str] = Field(default_factory=list)
-    llm_calls: list[LLMCall] = Field(default_factory=list)
+
+
+class ResultRecord(Trace, _ResultHead):
+    """`gapstream.results`: exactly one per request, the final answer and the full trace of how the gap was closed."""
+
     error: Optional[str] = None
     request: Optional[ImageRequest] = None
     finished_at: str = Field(default_factory=utc_now)
-    # Issue 6: the question of a `needs_clarification` result and when it expires; a follow-up's parent and an
-    # answered question in the trace.
+    # Issue 6: the question of a `needs_clarification` result and when it expires.
     question: Optional[str] = None
     expires_at: Optional[str] = None
-    base_prompt: Optional[str] = None
-    parent: Optional[ParentRef] = None
-    clarification: Optional[ClarificationAnswer] = None
 
 
 class DeadLetter(_Record):
@@ -404,7 +399,9 @@ class AnswerRecord(_Record):
         return value
 
 
-GapsRecord.model_rebuild()
+for _model in (PlanTrace, SearchTrace, PromptTrace, Trace, GapsRecord):
+    _model.model_rebuild()
+ResultRecord.model_rebuild()
 SearchResultsRecord.model_rebuild()
 EnrichedPromptRecord.model_rebuild()
 ImagesRecord.model_rebuild()

@@ -181,7 +181,8 @@ class StageProcessor:
             metrics.record_llm_calls((getattr(out, "llm_calls", None) or [])[calls_before:])
             timings = getattr(out, "timings", None)
             if isinstance(timings, list):
-                timings.append(StageTiming(stage=self.stage, round=getattr(record, "round", 0), seconds=seconds))
+                timing = StageTiming(stage=self.stage, round=getattr(record, "round", 0), seconds=seconds)
+                out = out.model_copy(update={"timings": [*timings, timing]})
             if topic is RESULTS and self.claims is not None:
                 # Claimed around the send, so a crash between the two neither loses the result nor repeats it.
                 await self.with_retries(lambda out=out: self._publish_claimed(out))

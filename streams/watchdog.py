@@ -27,7 +27,7 @@ import re
 import time
 from typing import Any, Awaitable, Callable, Optional
 
-from agents.publisher import failed_result
+from agents.publisher import timed_out_result
 from infra import metrics
 from infra.result_claims import ResultClaims, publish_once
 from infra.settings import Settings
@@ -154,11 +154,9 @@ class Watchdog:
     async def _fail(self, request_id: str, user_id: str, stage: str) -> bool:
         if await self.claims.is_published(request_id):
             return False
-        reason = f"no answer from stage {stage} within {self.deadline_s:g} s (GAPSTREAM_REQUEST_DEADLINE_S)"
-        result = failed_result({"request_id": request_id, "user_id": user_id}, stage, reason)
+        result = timed_out_result(request_id, user_id, stage, self.deadline_s)
         if result is None:
             return False
-        result.degraded.append(f"{stage} timed out")
         body = result.model_dump_json().encode()
 
         async def send() -> None:

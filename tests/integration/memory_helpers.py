@@ -16,7 +16,7 @@ DEFAULTS = GenerationDefaults(width=64, height=64, steps=4, guidance=1.0, max_si
 async def enrich(store, user: str, prompt: str, request_id: str) -> EnrichedPromptRecord:
     request = ImageRequest(request_id=request_id, user_id=user, prompt=prompt)
     gaps = await HeuristicPlanner(store)(request)
-    settle(gaps, allow_question=False)
+    gaps, _ = settle(gaps, allow_question=False)
     found = await Searcher([])(gaps)
     return Enricher(DEFAULTS).enrich(found)
 

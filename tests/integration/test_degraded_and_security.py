@@ -41,7 +41,7 @@ async def test_redis_outage_degrades_planning_and_the_worker_recovers_by_itself(
             store_server.start()
             result = await watcher.wait(during.request_id, timeout_s=90)
             assert result.status == "completed", result.error
-            assert any("memory unavailable" in d for d in result.degraded), result.degraded
+            assert any("memory unavailable" in d.detail for d in result.degraded), result.degraded
             assert "watercolor" not in result.prompt.lower()
 
             after = ImageRequest(request_id=f"up-{unique}", user_id=user, prompt="a fox in my usual style",
@@ -49,7 +49,7 @@ async def test_redis_outage_degrades_planning_and_the_worker_recovers_by_itself(
             await publish_request(producer, settings, after)
             result = await watcher.wait(after.request_id, timeout_s=90)
             assert result.status == "completed", result.error
-            assert not any("memory unavailable" in d for d in result.degraded), result.degraded
+            assert not any("memory unavailable" in d.detail for d in result.degraded), result.degraded
             assert "watercolor" in result.prompt.lower()  # memory is back without a restart
     finally:
         store_server.stop()

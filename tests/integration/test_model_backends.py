@@ -146,7 +146,7 @@ async def test_a_failing_model_degrades_to_the_heuristics_and_no_secret_leaks(st
         root.setLevel(old_level)
 
     assert result.status == "completed", result.error
-    reasons = " | ".join(result.degraded)
+    reasons = " | ".join(d.detail for d in result.degraded)
     for stage in ("planner", "enricher", "critic"):
         assert f"{stage}:" in reasons
     outcomes = {call.stage: call.outcome for call in result.llm_calls}

@@ -85,7 +85,8 @@ async def test_planner_and_enricher_end_to_end_through_a_real_llama_cpp_server(l
         if call.outcome == "ok":
             assert call.prompt_tokens > 0 and call.completion_tokens > 0
         else:  # a fallback is marked in degraded with its stage
-            assert any(d.startswith(f"{call.stage}:") and d.endswith("heuristic fallback") for d in enriched.degraded)
+            assert any(d.detail.startswith(f"{call.stage}:") and d.detail.endswith("heuristic fallback")
+                       for d in enriched.degraded)
     # Whatever the model said, the records are valid and traceable: each addition names a filled gap and its source,
     # memory used is the user's own, and the prompt keeps what the user asked for.
     asked = set(content_words(prompt))

@@ -114,7 +114,7 @@ async def test_the_per_minute_budget_is_shared_through_redis(fake, redis_client,
     assert fake.calls_for("three") == 0
     out = await Searcher([worker_a], today=lambda: TODAY)(record("four"))
     assert out.gaps[0].status == "unfilled" and "budget" in out.gaps[0].reason
-    assert any("serpapi failed" in d and "budget" in d for d in out.degraded)
+    assert any("serpapi failed" in d.detail and "budget" in d.detail for d in out.degraded)
     later = cached(fake, redis_client, unique, budget_per_minute=2, clock=lambda: 1_000_060.0)
     assert await later.search("three")  # the next minute has its own budget
 

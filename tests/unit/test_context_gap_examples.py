@@ -43,7 +43,7 @@ async def test_example(case, example_corpus):
 
     request = ImageRequest(request_id=f"ex-{case['user']}", user_id=case["user"], prompt=case["prompt"])
     planned = await planner(request)
-    settle(planned, allow_question=False)  # as the planner stage does: nothing invented for an unknown memory gap
+    planned, _ = settle(planned, allow_question=False)  # as the planner stage does: nothing invented for an unknown memory gap
     enriched = await enricher(await searcher(planned))
 
     prompt = enriched.prompt.lower()

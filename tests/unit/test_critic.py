@@ -86,7 +86,8 @@ async def test_request_threshold_overrides_the_constructor_and_unreadable_drafts
     store = FakeImageStore()
     record = images_record(store, [gradient_png()], accept_score=0.1)
     assert (await QualityCritic(store, accept_score=1.0)(record)).critique.verdict == "accept"
-    record.images.append(ImageRef(uri="mem://missing.png", sha256="2" * 64, width=64, height=64, seed=9))
+    missing = ImageRef(uri="mem://missing.png", sha256="2" * 64, width=64, height=64, seed=9)
+    record = record.model_copy(update={"images": [*record.images, missing]})
     out = await QualityCritic(store)(record)
     assert out.critique.drafts[-1].uri == "mem://missing.png" and out.critique.drafts[-1].score == pytest.approx(
         CHECKLIST_WEIGHT)

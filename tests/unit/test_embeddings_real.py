@@ -63,7 +63,7 @@ async def test_my_pup_finds_my_dog_by_meaning_and_my_dog_does_not_find_my_cat(mo
     [gap] = [g for g in pup.gaps if g.kind == "memory"]
     assert gap.status == "filled" and "corgi" in gap.value
     dog = await planner(ImageRequest(request_id="r-2", user_id="v", prompt="my dog asleep on a rug"))
-    settle(dog, allow_question=False)
+    dog, _ = settle(dog, allow_question=False)
     [gap] = [g for g in dog.gaps if g.kind == "memory"]
     assert gap.status == "unfilled"
 

@@ -128,7 +128,8 @@ async def test_the_critiques_suggestions_change_the_next_prompt_and_the_trace_na
     enricher = Enricher(DEFAULTS)
     first = await enricher(results(max_rounds=3))
     record = critique_record(first, failed=(), problems=())
-    record.critique.suggestions = ["add: moonlit harbour", "make it pop"]  # only "add:" suggestions are applied
+    record = record.model_copy(update={"critique": record.critique.model_copy(  # only "add:" suggestions are applied
+        update={"suggestions": ["add: moonlit harbour", "make it pop"]})})
     second = await enricher(record)
     assert "moonlit harbour" in second.prompt and "moonlit harbour" not in first.prompt
     assert [a.source for a in second.additions if a.text == "moonlit harbour"] == ["critique:round0"]

@@ -79,7 +79,7 @@ def _gaps(allow: bool, *subjects: str) -> GapsRecord:
 
 def test_one_question_at_most_and_the_rest_stays_unfilled():
     record = _gaps(True, "logo", "mascot")
-    asked = settle(record, allow_question=True)
+    record, asked = settle(record, allow_question=True)
     assert asked.subject == "logo" and asked.strategy == "ask" and asked.status == "open"
     mascot = record.gaps[1]
     assert (mascot.status, mascot.value, mascot.source) == ("unfilled", None, None)
@@ -90,7 +90,8 @@ def test_one_question_at_most_and_the_rest_stays_unfilled():
 def test_without_permission_nothing_is_invented_for_a_memory_gap():
     """Issue 15: "a poster of my dog Max" with no memory got "a simple dog", marked filled."""
     record = _gaps(False, "logo", "style")
-    assert settle(record, allow_question=False) is None
+    record, asked = settle(record, allow_question=False)
+    assert asked is None
     logo, style = record.gaps
     assert (logo.status, logo.value) == ("unfilled", None)
     assert "clarification not allowed" in logo.reason and "nothing invented" in logo.reason

@@ -112,7 +112,7 @@ async def test_a_prompt_that_drops_the_request_and_found_nothing_gets_the_users_
     answer = {"prompt": "soft natural lighting, detailed digital illustration", "negative_prompt": "", "used": []}
     out = await enricher(ScriptedLLM(answer))(record)
     assert out.prompt == f"{USER}, soft natural lighting, detailed digital illustration"
-    [kept] = out.degraded
+    [kept] = [d.detail for d in out.degraded]
     assert "put the request's own words back" in kept and out.llm_calls[0].outcome == "ok"
 
 
@@ -126,7 +126,7 @@ async def test_a_wrong_citation_is_repaired_or_dropped_and_the_valid_prompt_kept
     """Issue 15: one bad citation no longer throws away a prompt every word of which has a source."""
     out = await enricher(ScriptedLLM({**GOOD, **change}))(results())
     assert out.prompt == GOOD["prompt"]
-    [kept] = out.degraded
+    [kept] = [d.detail for d in out.degraded]
     assert kept.startswith("enricher: kept the valid part") and note in kept
     assert out.llm_calls[0].outcome == "ok"
     filled = {g.id: g.source for g in out.gaps if g.status == "filled"}
@@ -147,7 +147,7 @@ async def test_uncited_or_invented_facts_fall_back_to_the_heuristic_prompt(chang
     out = await enricher(ScriptedLLM({**GOOD, **change}))(results())
     heuristic = await Enricher(DEFAULTS)(results())
     assert (out.prompt, out.additions) == (heuristic.prompt, heuristic.additions)
-    [note] = out.degraded
+    [note] = [d.detail for d in out.degraded]
     assert note.startswith("enricher: model ") and reason in note and note.endswith(": heuristic fallback")
     [call] = out.llm_calls
     assert call.outcome == "fallback: invalid_output" and call.prompt_tokens == 120
@@ -161,7 +161,8 @@ def test_only_names_and_numbers_no_source_gave_count_as_invented():
 
 async def test_unreachable_model_falls_back_and_dead_letter_mode_raises():
     out = await enricher(ScriptedLLM(unreachable()))(results())
-    assert out.degraded == ["enricher: model unavailable (unreachable): heuristic fallback"]
+    assert [(d.stage, d.kind, d.detail) for d in out.degraded] == [
+        ("enricher", "llm_fallback", "enricher: model unavailable (unreachable): heuristic fallback")]
     assert out.llm_calls[0].outcome == "fallback: unreachable" and out.prompt.startswith(USER)
     with pytest.raises(LLMError) as caught:
         await enricher(ScriptedLLM(unreachable()), on_error="dead-letter")(results())
@@ -191,7 +192,7 @@ async def test_injected_search_text_is_data_and_a_model_obeying_it_is_rejected(o
     assert "HACKED" not in out.prompt and "ignore previous" not in out.prompt.lower()
     assert "hacked" not in out.negative_prompt.lower()
     assert all(a.source != "evil.md" for a in out.additions)
-    [note] = out.degraded
+    [note] = [d.detail for d in out.degraded]
     assert note.startswith("enricher: model copied") and out.llm_calls[0].outcome == "fallback: invalid_output"
 
 

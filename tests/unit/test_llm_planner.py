@@ -161,7 +161,7 @@ async def test_model_failures_fall_back_to_the_heuristic_planner(script, kind, r
     expected = await HeuristicPlanner(store, today=lambda: TODAY)(request(prompt))
     assert [(g.kind, g.strategy, g.value) for g in record.gaps] == [(g.kind, g.strategy, g.value)
                                                                     for g in expected.gaps]
-    assert record.degraded == [f"planner: {reason}: heuristic fallback"]
+    assert [(d.kind, d.detail) for d in record.degraded] == [("llm_fallback", f"planner: {reason}: heuristic fallback")]
     [call] = record.llm_calls
     assert call.outcome == f"fallback: {kind}" and call.template.startswith("planner@")
     assert {g.filled_by for g in record.gaps if g.status == "filled"} <= {"memory", "default", "heuristic"}
@@ -182,7 +182,7 @@ async def test_memory_outage_is_degraded_not_fatal():
     store = FakeMemoryStore(fail=ConnectionError("redis down"))
     record = await planner(ScriptedLLM(MOTHERS_DAY), store)(request("a plant for Mother's Day. I like watercolor"))
     assert record.gaps[0].value == "carnation" and record.memory_written == []
-    assert any("memory unavailable" in d for d in record.degraded)
+    assert any("memory unavailable" in d.detail for d in record.degraded)
 
 
 @pytest.mark.parametrize("obeying", [
@@ -207,7 +207,8 @@ async def test_an_injected_memory_item_is_data_and_a_model_obeying_it_is_caught(
     assert [g.strategy for g in record.gaps] == [g.strategy for g in expected.gaps]
     assert "HACKED" not in record.model_dump_json(include={"gaps", "checklist", "memory_written"})
     assert record.llm_calls[0].outcome == "fallback: invalid_output"
-    assert record.degraded[0].startswith("planner: model ") and record.degraded[0].endswith("heuristic fallback")
+    assert record.degraded[0].detail.startswith("planner: model ")
+    assert record.degraded[0].detail.endswith("heuristic fallback")
 
 
 def test_constructor_checks_its_inputs():
@@ -238,7 +239,7 @@ async def test_a_partly_valid_plan_keeps_its_valid_gaps_and_says_what_it_dropped
     record = await planner(ScriptedLLM(answer), store)(request("a poster for this year's Lantern Fair with my dog"))
     assert [(g.id, g.kind, g.strategy) for g in record.gaps] == [("g1", "knowledge", "search"),
                                                                   ("g2", "preference", "default")]
-    [note] = record.degraded
+    [note] = [d.detail for d in record.degraded]
     assert "kept the valid part" in note and "memory gap g2 the strategy 'search'" in note
     assert record.llm_calls[0].outcome == "ok"
 
@@ -269,5 +270,5 @@ async def test_a_plan_blind_to_what_memory_says_falls_back():
     blind = {"gaps": [{"kind": "preference", "strategy": "default", "subject": "lighting", "value": "soft light"}]}
     record = await planner(ScriptedLLM(blind), store)(request("Pixel sleeping on a bookshelf"))
     assert record.llm_calls[0].outcome == "fallback: invalid_output"
-    assert "leaves out what memory says about 'pixel'" in record.degraded[0]
+    assert "leaves out what memory says about 'pixel'" in record.degraded[0].detail
     assert any("sphynx" in (g.value or "") for g in record.gaps)  # the heuristic's plan

@@ -6,7 +6,7 @@ import json
 import logging
 
 from infra import metrics
-from schemas.records import Critique, DraftScore, ResultRecord
+from schemas.records import Critique, Degraded, DraftScore, ResultRecord
 from streams import logs
 
 
@@ -57,23 +57,22 @@ def test_text_lines_show_the_context_or_dashes():
     assert "[enricher r-9]: hello" in first and "[- -]: outside" in second
 
 
-def test_degraded_notes_become_a_few_reason_classes():
-    notes = {
-        "search: search budget exhausted (8 queries per request); 2 gap(s) unfilled": "search_budget",
-        "planner: model unavailable (timeout): heuristic fallback": "llm",
-        "search backend serpapi failed for g1: timeout": "search",
-        "memory unavailable: ConnectionError: refused": "memory",
-        "critic: no readable draft to show the model": "critic",
-        "generator failed": "stage_failed",
-        "something new": "other",
-    }
-    assert {note: metrics.degraded_reason_label(note) for note in notes} == notes
+def test_degraded_reasons_are_counted_by_their_kind_not_read_back_from_prose():
+    kinds = ("search_budget", "memory_unavailable", "timeout")
+    before = {kind: metrics.DEGRADED.labels(kind)._value.get() for kind in (*kinds, "other")}
+    # The sentences would have classified otherwise (a word like "search" or "failed" in them): the kind decides.
+    degraded = [Degraded(stage="searcher", kind="search_budget", detail="memory failed"),
+                Degraded(stage="planner", kind="memory_unavailable", detail="search timed out"),
+                Degraded(stage="critic", kind="timeout", detail="critic failed")]
+    metrics.observe_result(ResultRecord(request_id="r-2", user_id="alice", status="failed", degraded=degraded))
+    assert {kind: metrics.DEGRADED.labels(kind)._value.get() - before[kind] for kind in before} == {
+        "search_budget": 1, "memory_unavailable": 1, "timeout": 1, "other": 0}
 
 
 def test_a_result_records_drafts_score_and_each_reason_class_once():
     from schemas.records import ImageRequest
 
-    before = metrics.DEGRADED.labels("llm")._value.get()
+    before = metrics.DEGRADED.labels("llm_fallback")._value.get()
     walls_before = metrics.REQUEST_WALL_SECONDS._sum.get()
     drafts_before = metrics.REQUEST_DRAFTS._sum.get()
     result = ResultRecord(
@@ -82,10 +81,12 @@ def test_a_result_records_drafts_score_and_each_reason_class_once():
         critiques=[Critique(round=r, verdict="revise", score=0.5,
                             drafts=[DraftScore(uri=f"file:///{r}-{i}.png", score=0.5) for i in range(3)])
                    for r in (0, 1)],
-        degraded=["planner: model unavailable (x): heuristic fallback", "enricher: bad answer: heuristic fallback"],
+        degraded=[Degraded(stage="planner", kind="llm_fallback",
+                           detail="planner: model unavailable (x): heuristic fallback"),
+                  Degraded(stage="enricher", kind="llm_fallback", detail="enricher: bad answer: heuristic fallback")],
     )
     metrics.observe_result(result)
-    assert metrics.DEGRADED.labels("llm")._value.get() == before + 1
+    assert metrics.DEGRADED.labels("llm_fallback")._value.get() == before + 1
     assert metrics.REQUEST_DRAFTS._sum.get() == drafts_before + 6
     assert metrics.REQUEST_WALL_SECONDS._sum.get() == walls_before  # a clock years off is not a latency
     metrics.observe_result(result.model_copy(update={"request": ImageRequest(request_id="r-1", user_id="alice",

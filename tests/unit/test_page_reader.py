@@ -142,5 +142,5 @@ async def test_a_page_that_cannot_be_read_only_degrades(site):
     searcher = Searcher([FakeBackend("web", [thin])], page_reader=reader(), read_pages=2)
     out = await searcher(gaps_record(gap("g1", "Lantern riverfront parade")))
     assert out.gaps[0].status == "unfilled" and out.gaps[0].reason == "no search results"
-    assert any("reading a result page failed" in d for d in out.degraded)
+    assert any("reading a result page failed" in d.detail for d in out.degraded)
     assert [s.error is not None for s in out.searches if s.backend == "page"] == [True]

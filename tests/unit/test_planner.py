@@ -150,7 +150,7 @@ async def test_checklist_covers_filled_gaps_and_explicit_requirements():
 @pytest.mark.parametrize("error", [ConnectionError("refused"), TimeoutError("slow"), OSError("no route")])
 async def test_unreachable_memory_degrades_instead_of_failing(error):
     record = await plan("my dog Max is a corgi, in my usual style", FakeMemoryStore(fail=error))
-    assert any(d.startswith("memory unavailable") for d in record.degraded)
+    assert any(d.detail.startswith("memory unavailable") for d in record.degraded)
     assert record.memory_written == []
     # Only what the prompt itself stated can be used; nothing was read from the store.
     assert [i.text for i in record.memory_used] == ["my dog Max is a corgi"]

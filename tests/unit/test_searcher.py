@@ -72,7 +72,7 @@ async def test_backends_run_concurrently_and_a_failing_one_only_degrades():
     assert sorted((s.gap_id, s.backend) for s in out.searches) == [("g1", "a"), ("g1", "b"), ("g2", "a"), ("g2", "b")]
     assert {s.error for s in out.searches if s.backend == "b"} == {"RuntimeError: quota exceeded"}
     assert out.gaps[0].status == "filled" and out.gaps[0].source == "web:1"
-    assert sum("search backend b failed" in d for d in out.degraded) == 2
+    assert sum("search backend b failed" in d.detail for d in out.degraded) == 2
 
 
 async def test_all_backends_failing_leaves_the_gap_unfilled_with_the_reason():
@@ -147,7 +147,7 @@ async def test_per_request_budget_leaves_the_rest_unfilled_with_the_reason():
     assert backend.queries == ["Lantern Fair 2026", "Lantern Fair parade"]
     assert [g.status for g in out.gaps] == ["filled", "filled", "filled", "unfilled"]
     assert out.gaps[3].reason == "search budget exhausted"
-    assert any("search budget exhausted" in d and "g4" in d for d in out.degraded)
+    assert any("search budget exhausted" in d.detail and "g4" in d.detail for d in out.degraded)
     assert {s.gap_id for s in out.searches} == {"g1", "g2", "g3"}
 
 
@@ -191,8 +191,9 @@ async def test_failure_reasons_name_the_backend_and_the_error():
     out = await searcher(limited)(gaps_record(search_gap()))
     assert out.gaps[0].status == "unfilled"
     assert out.gaps[0].reason == "search failed: serpapi: SearchError: serpapi rate limited: HTTP 429 (after 3 attempts)"
-    assert out.degraded == ["search backend serpapi failed for g1: SearchError: serpapi rate limited: HTTP 429 "
-                            "(after 3 attempts)"]
+    assert [(d.stage, d.kind, d.detail) for d in out.degraded] == [
+        ("searcher", "search_failed", "search backend serpapi failed for g1: SearchError: serpapi rate limited: "
+                                      "HTTP 429 (after 3 attempts)")]
     # One backend failed, the other found nothing relevant: the reason says both.
     out = await searcher(FakeBackend("corpus"), limited)(gaps_record(search_gap()))
     assert out.gaps[0].reason.startswith("no search results (serpapi failed: SearchError: serpapi rate limited")

@@ -33,7 +33,7 @@ async def run(prompt: str, memory: tuple[str, ...] = (), corpus: Path | None = N
         await store.add(user, items_from_user_text(line))
     planned = await HeuristicPlanner(store, today=lambda: TODAY, embedder=embedder)(
         ImageRequest(request_id="r-1", user_id=user, prompt=prompt))
-    settle(planned, allow_question=False)
+    planned, _ = settle(planned, allow_question=False)
     backends = [CorpusSearch(corpus, embedder=embedder)] if corpus else []
     found = await Searcher(backends, today=lambda: TODAY)(planned)
     return Enricher(DEFAULTS).enrich(found)

@@ -146,7 +146,8 @@ async def test_model_failures_fall_back_to_the_quality_critic(script, kind, note
     out = await critic(ScriptedLLM(script), store)(record)
     expected = await QualityCritic(store)(record)
     assert out.critique == expected.critique and out.critique.judge == "heuristic"
-    assert out.degraded == [note] and out.llm_calls[0].outcome == f"fallback: {kind}"
+    assert [(d.kind, d.detail) for d in out.degraded] == [("llm_fallback", note)]
+    assert out.llm_calls[0].outcome == f"fallback: {kind}"
 
 
 async def test_dead_letter_mode_raises_and_unreadable_drafts_skip_the_model():
@@ -159,7 +160,8 @@ async def test_dead_letter_mode_raises_and_unreadable_drafts_skip_the_model():
     vlm = ScriptedLLM(JUDGED)
     out = await critic(vlm, store)(record)
     assert vlm.calls == [] and out.critique.judge == "heuristic" and out.critique.score < 0.75
-    assert out.degraded == ["critic: no readable draft to show the model"]
+    assert [(d.kind, d.detail) for d in out.degraded] == [
+        ("no_readable_draft", "critic: no readable draft to show the model")]
 
 
 def test_constructor_checks_its_inputs():
