@@ -12,6 +12,7 @@ class DictMemoryStore:
 
     def __init__(self) -> None:
         self.data: dict[str, dict[str, MemoryItem]] = {}
+        self.turns: dict[tuple[str, str], str] = {}
 
     async def items(self, user_id: str) -> list[MemoryItem]:
         return list(self.data.get(user_id, {}).values())
@@ -28,3 +29,12 @@ class DictMemoryStore:
             self.data.pop(user_id, None)
             return len(mine)
         return 1 if mine.pop(item_id, None) else 0
+
+    async def turn(self, user_id: str, request_id: str) -> Optional[str]:
+        return self.turns.get((user_id, request_id))
+
+    async def put_turn(self, user_id: str, request_id: str, turn_json: str, expires_at: str) -> bool:
+        if (user_id, request_id) in self.turns:
+            return False
+        self.turns[(user_id, request_id)] = turn_json
+        return True
