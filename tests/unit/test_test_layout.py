@@ -78,15 +78,31 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
+def through_test_helpers(path: Path) -> set[str]:
+    """What a test module imports, directly or through the tests' own helper modules (kafka_tools, fakes, ...)."""
+    seen: set[str] = set()
+    todo = [path]
+    while todo:
+        for module in imported_modules(todo.pop()):
+            if module in seen:
+                continue
+            seen.add(module)
+            helper = ROOT / Path(*module.split(".")).with_suffix(".py")
+            if module.startswith("tests.") and helper.exists():
+                todo.append(helper)
+    return seen
+
+
 SOURCES = {module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))
            if p.name != "__main__.py" and has_logic(p)}
-TESTS = {p: imported_modules(p) for p in sorted((ROOT / "tests").rglob("test_*.py")) if "node_modules" not in p.parts}
+TESTS = {p: through_test_helpers(p) for p in sorted((ROOT / "tests").rglob("test_*.py"))
+         if "node_modules" not in p.parts}
 
 
 def own_tests(module: str) -> list[Path]:
     base = module.rpartition(".")[2]
     return [p for p, imported in TESTS.items()
-            if (p.stem == f"test_{base}" or p.stem.startswith(f"test_{base}_")) and module in imported]
+            if (p.stem == f"test_{base}" or p.stem.startswith(f"test_{base}_")) and module in imported_modules(p)]
 
 
 @pytest.mark.parametrize("module", sorted(SOURCES))
