@@ -48,6 +48,13 @@ COVERED_BY = {
     "streams.result_log": "tests/integration/test_result_claims.py",
     "streams.local": "tests/integration/test_tansu_smoke.py",
     "streams.progress": "tests/e2e/test_progress.py",
+    # The CLI's shared parts and the benchmarks' fakes: the suites that use them.
+    "cli.common": "tests/ui/test_command.py",
+    "streams.dlq": "tests/ui/test_app.py",
+    "benchmarks.fake_serpapi": "tests/unit/test_serpapi_search.py",
+    "benchmarks.threaded_fake": "tests/unit/test_llm_adapter.py",
+    "benchmarks.llama_server": "tests/integration/test_real_llm.py",
+    "benchmarks.device_check": "tests/unit/test_generator_device_check.py",
     # The page: the ASGI app's tests reach every part of it.
     "ui.auth": "tests/ui/test_app.py",
     "ui.forms": "tests/ui/test_app.py",
