@@ -37,6 +37,15 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def visible_text(value: str, what: str) -> str:
+    """Text a person typed: not blank, and no control characters (they would reach the model's prompt)."""
+    if not value.strip():
+        raise ValueError(f"{what} is blank")
+    if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", value):
+        raise ValueError(f"{what} contains control characters")
+    return value
+
+
 class _Record(BaseModel):
     model_config = FROZEN
 
@@ -64,11 +73,7 @@ class ImageRequest(_Record):
     @field_validator("prompt")
     @classmethod
     def _prompt_has_text(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt is blank")
-        if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", value):
-            raise ValueError("prompt contains control characters")
-        return value
+        return visible_text(value, "prompt")
 
     @field_validator("width", "height")
     @classmethod
@@ -392,17 +397,9 @@ class AnswerRecord(_Record):
     @field_validator("answer")
     @classmethod
     def _answer_has_text(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("answer is blank")
-        if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", value):
-            raise ValueError("answer contains control characters")
-        return value
+        return visible_text(value, "answer")
 
 
-for _model in (PlanTrace, SearchTrace, PromptTrace, Trace, GapsRecord):
+for _model in (PlanTrace, SearchTrace, PromptTrace, Trace, GapsRecord, ResultRecord, SearchResultsRecord,
+               EnrichedPromptRecord, ImagesRecord, CritiqueRecord):
     _model.model_rebuild()
-ResultRecord.model_rebuild()
-SearchResultsRecord.model_rebuild()
-EnrichedPromptRecord.model_rebuild()
-ImagesRecord.model_rebuild()
-CritiqueRecord.model_rebuild()
