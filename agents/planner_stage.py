@@ -23,14 +23,13 @@ from agents.learning import Turn
 from agents.ports import MemoryStore, PendingQuestions, QuestionStatus, WaitingQuestion
 from agents.publisher import result_of
 from schemas.records import (
-    AnswerRecord,
     ClarificationAnswer,
-    ClarificationRecord,
     Gap,
     GapsRecord,
     ImageRequest,
     ResultRecord,
 )
+from schemas.questions import AnswerRecord, ClarificationRecord
 
 log = logging.getLogger("gapstream.planner")
 

@@ -9,7 +9,8 @@ from typing import Any, Optional
 import click
 
 from cli.common import CliError, exit_for, print_result, running_broker, running_redis
-from schemas.records import AnswerRecord, ResultRecord
+from schemas.records import ResultRecord
+from schemas.questions import AnswerRecord
 from schemas.topics import ANSWERS
 
 

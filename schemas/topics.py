@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from schemas.records import (
-    AnswerRecord,
-    ClarificationRecord,
     CritiqueRecord,
     DeadLetter,
     EnrichedPromptRecord,
@@ -18,6 +16,7 @@ from schemas.records import (
     ResultRecord,
     SearchResultsRecord,
 )
+from schemas.questions import AnswerRecord, ClarificationRecord
 
 DEFAULT_PREFIX = "gapstream."
 

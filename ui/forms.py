@@ -6,7 +6,8 @@ from typing import Any, Mapping, Optional
 
 from pydantic import ValidationError
 
-from schemas.records import AnswerRecord, ImageRequest, new_request_id
+from schemas.records import ImageRequest, new_request_id
+from schemas.questions import AnswerRecord
 
 INT_FIELDS = ("drafts", "max_rounds", "width", "height", "seed", "steps")
 TEXT_FIELDS = ("prompt", "user_id", "negative_prompt", "parent_request_id")

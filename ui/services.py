@@ -15,7 +15,8 @@ from typing import Any, Optional
 from urllib.parse import quote
 
 from infra.settings import Settings
-from schemas.records import AnswerRecord, ImageRequest, MemoryItem, ResultRecord
+from schemas.records import ImageRequest, MemoryItem, ResultRecord
+from schemas.questions import AnswerRecord
 from schemas.topics import ANSWERS
 from ui.index import ResultIndex
 from ui.live import Channel, LiveHub

@@ -10,7 +10,8 @@ import pytest_asyncio
 
 from agents.memory import items_from_user_text
 from infra.redis_memory import RedisMemoryStore
-from schemas.records import AnswerRecord, ImageRequest
+from schemas.records import ImageRequest
+from schemas.questions import AnswerRecord
 from streams.client import publish_request
 from tests.integration.kafka_tools import isolated_settings, read_topic, running_pipeline
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from infra.image_store import FilesystemImageStore
-from schemas.records import AnswerRecord, ImageRequest, MemoryItem, ResultRecord
+from schemas.records import ImageRequest, MemoryItem, ResultRecord
+from schemas.questions import AnswerRecord
 from ui.live import Channel
 from ui.services import Refused, Services
 

@@ -9,7 +9,8 @@ import pytest
 
 from infra import metrics
 from infra.settings import Settings
-from schemas.records import ClarificationRecord, GapsRecord, ImageRequest, ResultRecord
+from schemas.records import GapsRecord, ImageRequest, ResultRecord
+from schemas.questions import ClarificationRecord
 from schemas.topics import ANSWERS, CRITIQUES, REQUESTS, SEARCH_RESULTS
 from streams import handlers
 from streams.backends import Backends

@@ -7,7 +7,8 @@ import pytest
 from agents.learning import Turn
 from agents.planner import HeuristicPlanner
 from agents.planner_stage import KEEP_AFTER_S, ParentNotFound, PlannerStage
-from schemas.records import AnswerRecord, ClarificationRecord, GapsRecord, ImageRequest, ResultRecord
+from schemas.records import GapsRecord, ImageRequest, ResultRecord
+from schemas.questions import AnswerRecord, ClarificationRecord
 from tests.unit.fakes import FakeMemoryStore, FakePendingQuestions
 
 TIMEOUT_S = 60

@@ -80,7 +80,8 @@ def test_results_and_dead_letters_are_plain_json():
 
 
 def test_issue6_fields_are_optional_so_older_messages_still_validate():
-    from schemas.records import AnswerRecord, GapsRecord, MemoryItem
+    from schemas.records import GapsRecord, MemoryItem
+    from schemas.questions import AnswerRecord
 
     old_item = {"id": "m-1", "kind": "fact", "text": "my dog Max is a corgi", "subject": "max", "value": "corgi"}
     assert MemoryItem.model_validate(old_item).expires_at is None
