@@ -1,4 +1,4 @@
-"""What the model-backed stages share (agents/llm_stage.py): one timed call, its trace entry, fallback or dead letter."""
+"""Shared by model-backed stages (agents/llm_stage.py): one timed call, its trace entry, fallback or dead letter."""
 
 from __future__ import annotations
 
