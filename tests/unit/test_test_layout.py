@@ -19,42 +19,13 @@ COVERED_BY = {
     # Ports and small records: exercised by every stage's tests through their fakes.
     "agents.ports": "tests/unit/test_backends.py",
     "schemas.topics": "tests/unit/test_schemas.py",
-    "schemas.trace": "tests/unit/test_records_frozen.py",
-    "schemas.records": "tests/unit/test_records_frozen.py",
-    # The planner's parts: the planner's own suite and the public examples drive them through HeuristicPlanner.
-    "agents.planner_rules": "tests/unit/test_sharper_default_brain.py",
-    "agents.planner_memory": "tests/unit/test_sharper_default_brain.py",
-    "agents.statements": "tests/unit/test_sharper_default_brain.py",
-    "agents.visual": "tests/unit/test_sharper_default_brain.py",
-    "agents.semantic": "tests/unit/test_sharper_default_brain.py",
-    "agents.text": "tests/unit/test_memory.py",
-    "agents.search_text": "tests/unit/test_searcher.py",
-    "agents.llm_stage": "tests/unit/test_llm_planner.py",
-    "agents.llm_outputs": "tests/unit/test_llm_planner.py",
-    "agents.publisher": "tests/unit/test_records_frozen.py",
-    "agents.conversation": "tests/unit/test_learning_conversation_clarify.py",
-    "agents.clarify": "tests/unit/test_learning_conversation_clarify.py",
-    "agents.learning": "tests/unit/test_learning_conversation_clarify.py",
-    "infra.llm_json": "tests/unit/test_llm_adapter.py",
-    "infra.redis_errors": "tests/integration/test_degraded_and_security.py",
     "infra.settings_fields": "tests/unit/test_settings.py",
-    "infra.metrics": "tests/unit/test_logs_and_metrics.py",
-    "streams.logs": "tests/unit/test_logs_and_metrics.py",
     # The wiring runs against a real broker: the integration suites are its tests.
     "streams.pipeline": "tests/integration/test_pipeline.py",
     "streams.handlers": "tests/integration/test_pipeline.py",
     "streams.client": "tests/integration/test_pipeline.py",
-    "streams.faust_app": "tests/unit/test_faust_app.py",
     "streams.result_log": "tests/integration/test_result_claims.py",
     "streams.local": "tests/integration/test_tansu_smoke.py",
-    "streams.progress": "tests/e2e/test_progress.py",
-    # The CLI's shared parts and the benchmarks' fakes: the suites that use them.
-    "cli.common": "tests/ui/test_command.py",
-    "streams.dlq": "tests/ui/test_app.py",
-    "benchmarks.fake_serpapi": "tests/unit/test_serpapi_search.py",
-    "benchmarks.threaded_fake": "tests/unit/test_llm_adapter.py",
-    "benchmarks.llama_server": "tests/integration/test_real_llm.py",
-    "benchmarks.device_check": "tests/unit/test_generator_device_check.py",
     # The page: the ASGI app's tests reach every part of it.
     "ui.auth": "tests/ui/test_app.py",
     "ui.forms": "tests/ui/test_app.py",
@@ -85,31 +56,15 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
-def through_test_helpers(path: Path) -> set[str]:
-    """What a test module imports, directly or through the tests' own helper modules (kafka_tools, fakes, ...)."""
-    seen: set[str] = set()
-    todo = [path]
-    while todo:
-        for module in imported_modules(todo.pop()):
-            if module in seen:
-                continue
-            seen.add(module)
-            helper = ROOT / Path(*module.split(".")).with_suffix(".py")
-            if module.startswith("tests.") and helper.exists():
-                todo.append(helper)
-    return seen
-
-
 SOURCES = {module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))
            if p.name != "__main__.py" and has_logic(p)}
-TESTS = {p: through_test_helpers(p) for p in sorted((ROOT / "tests").rglob("test_*.py"))
-         if "node_modules" not in p.parts}
+TESTS = {p: imported_modules(p) for p in sorted((ROOT / "tests").rglob("test_*.py")) if "node_modules" not in p.parts}
 
 
 def own_tests(module: str) -> list[Path]:
     base = module.rpartition(".")[2]
     return [p for p, imported in TESTS.items()
-            if (p.stem == f"test_{base}" or p.stem.startswith(f"test_{base}_")) and module in imported_modules(p)]
+            if (p.stem == f"test_{base}" or p.stem.startswith(f"test_{base}_")) and module in imported]
 
 
 @pytest.mark.parametrize("module", sorted(SOURCES))
