@@ -15,7 +15,7 @@ from schemas.topics import ANSWERS, CRITIQUES, REQUESTS, SEARCH_RESULTS
 from streams import handlers
 from streams.backends import Backends
 from tests.unit.fakes import FakeMemoryStore, FakePendingQuestions, FakeImageStore
-from tests.unit.test_records_frozen import critique_record
+from tests.unit.test_records import critique_record
 
 
 def backends(tmp_path: Path) -> Backends:
