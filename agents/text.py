@@ -81,13 +81,17 @@ def item_id(text: str) -> str:
     return "m-" + hashlib.sha256(normalize(text).encode("utf-8")).hexdigest()[:16]
 
 
-# Control and invisible formatting characters: never part of a query's identity, and a way to smuggle text.
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+# Invisible formatting characters (zero-width, joiners, bidi controls, soft hyphen, byte-order mark): never part of
+# a query's identity, and a way to smuggle text; inside a word they are dropped, not turned into a space.
+INVISIBLE_CHARS = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+# Control characters and the invisible ones: whatever must not reach a prompt or a cache key as it is.
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+                           r"\u2066-\u2069\ufeff]")
 
 
 def normalize_query(query: str) -> str:
     """The identity of a query for caching and coalescing: NFKC, case-folded, whitespace collapsed, word order kept.
     Shared by the searcher and the search cache adapter, so both agree on what "the same query" is."""
-    text = unicodedata.normalize("NFKC", query or "").casefold()
+    text = INVISIBLE_CHARS.sub("", unicodedata.normalize("NFKC", query or "")).casefold()
     text = CONTROL_CHARS.sub(" ", text)
     return re.sub(r"\s+", " ", text).strip(" \t\n?!.,;:")

@@ -17,7 +17,9 @@ def is_redis_outage(exc: BaseException) -> bool:
     if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
         return True
     # A server that is loading its data set or shutting down answers with these; both pass.
-    return isinstance(exc, redis_errors.BusyLoadingError) or "LOADING" in str(exc)[:20]
+    # Only a Redis reply counts: a stage's own "LOADING weights failed" is the message's fault, not an outage.
+    return isinstance(exc, redis_errors.BusyLoadingError) or (
+        isinstance(exc, redis_errors.RedisError) and "LOADING" in str(exc)[:20])
 
 
 def is_broker_outage(exc: BaseException) -> bool:

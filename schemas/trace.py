@@ -49,8 +49,10 @@ _LEGACY_KINDS = (
     ("no readable draft", "no_readable_draft"),
     ("memory unavailable", "memory_unavailable"),
     ("not remembered", "not_remembered"),
-    ("search", "search_failed"),
+    # A stage's own "<stage> timed out" / "<stage> failed" first: "searcher timed out" also contains "search".
     ("timed out", "timeout"),
+    (re.compile(r"^[a-z_-]+ failed$"), "stage_failed"),
+    ("search", "search_failed"),
     ("failed", "stage_failed"),
 )
 _LEGACY_STAGES = (
@@ -63,7 +65,8 @@ _LEGACY_STAGES = (
 
 def _legacy(text: str) -> dict[str, str]:
     lowered = text.lower()
-    kind = next((k for needle, k in _LEGACY_KINDS if needle in lowered), "other")
+    kind = next((k for needle, k in _LEGACY_KINDS
+                 if (needle.search(lowered) if isinstance(needle, re.Pattern) else needle in lowered)), "other")
     stage = "unknown"
     for pattern, named in _LEGACY_STAGES:
         match = pattern.match(lowered)

@@ -118,8 +118,5 @@ def test_a_missing_attribute_is_still_an_attribute_error():
     assert getattr(OutageTranslating(FakeStore()), "put_vectors", None) is None
 
 
-@pytest.mark.xfail(strict=True, reason="bug: is_redis_outage looks for 'LOADING' in the message of any exception, "
-                   "not only a Redis reply, so a stage's own error that starts with the word is retried as an "
-                   "outage instead of being dead-lettered")
 def test_an_error_of_another_kind_that_mentions_loading_is_not_an_outage():
     assert not is_redis_outage(ValueError("LOADING weights failed: bad file"))

@@ -70,17 +70,11 @@ def test_control_chars_leaves_tabs_newlines_and_ordinary_text_alone(char):
     assert not CONTROL_CHARS.search(char)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: CONTROL_CHARS misses the word joiner and invisible operators "
-                   "(U+2060-U+2064) and the soft hyphen (U+00AD), which agents/prompt_templates.py's own list "
-                   "strips; they survive into search queries and hit text")
 @pytest.mark.parametrize("char", ["\u2060", "\u2063", "\u2064", "\u00ad"])
 def test_control_chars_catches_the_other_invisible_formatting_characters(char):
     assert CONTROL_CHARS.search(f"a{char}b")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an invisible character inside a word becomes a space, so "
-                   "'or<ZWJ>bit kettle' is cached and coalesced as 'or bit kettle', not 'orbit kettle': the "
-                   "character is part of the query's identity after all")
 @pytest.mark.parametrize("char", ["\u200c", "\u200d", "\ufeff"])
 def test_an_invisible_character_inside_a_word_does_not_change_the_query(char):
     assert normalize_query(f"Or{char}bit kettle") == normalize_query("Orbit kettle")

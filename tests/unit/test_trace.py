@@ -91,9 +91,6 @@ def test_unknown_fields_from_a_newer_worker_are_ignored():
     assert not hasattr(call, "cost_usd")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the legacy needle 'search' matches the stage name 'searcher' before "
-                   "'timed out' / 'failed' are tried, so an older publisher's 'searcher timed out' and 'searcher "
-                   "failed' (its f'{stage} timed out' / f'{stage} failed') are counted as search_failed")
 @pytest.mark.parametrize("sentence, kind", [("searcher timed out", "timeout"), ("searcher failed", "stage_failed")])
 def test_an_older_publishers_stage_sentence_for_the_searcher_keeps_its_kind(sentence, kind):
     reason = Degraded.model_validate(sentence)
