@@ -50,6 +50,8 @@ _FORMAT_WORDS = re.compile(r"\b(?:square|portrait|landscape|wide|widescreen|vert
 _DIETS = re.compile(r"^(?:vegetarian|vegan|pescatarian|halal|kosher|gluten[- ]free|lactose[- ]intolerant)$", re.I)
 _LEADING_ARTICLE = re.compile(r"^(?:a|an|the|some)\s+", re.I)
 _SENTENCE = re.compile(r"[.;!?\n]+")
+# Where a sentence starts its next statement: ", my cat Pixel is grey", " and I like watercolor".
+_NEXT_STATEMENT = re.compile(r"(?:,\s*(?:and\s+)?|\s+and\s+)(?=(?:my|our|i|i'm|i am)\b)", re.I)
 
 
 @dataclass(frozen=True)
@@ -143,9 +145,10 @@ def statements_in(text: str, now: Optional[str] = None, *, bare_names: bool = Fa
     now = now or utc_now()
     items: dict[str, MemoryItem] = {}
     for raw in _SENTENCE.split(text):
-        sentence = re.sub(r"\s+", " ", raw).strip(" ,")
-        for item in _clause_items(sentence, now, bare_names) if sentence else []:
-            items.setdefault(item.id, item)
+        for clause in _NEXT_STATEMENT.split(re.sub(r"\s+", " ", raw)):
+            clause = clause.strip(" ,")
+            for item in _clause_items(clause, now, bare_names) if clause else []:
+                items.setdefault(item.id, item)
     return list(items.values())
 
 

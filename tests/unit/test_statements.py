@@ -106,9 +106,6 @@ def test_parse_fact_of_a_plain_note_knows_nothing():
     assert parse_fact(note) == Statement(owner="", noun="", name="")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the module says a sentence may hold several statements, but "
-                   "_clause_items returns the first match of a sentence only, so a second comma-joined statement "
-                   "is lost")
 @pytest.mark.parametrize("text, expected", [
     ("my dog Max is a corgi, my cat Pixel is grey", [("fact", "max", "corgi"), ("fact", "pixel", "grey")]),
     ("I like watercolor, my dog Max is a corgi", [("fact", "max", "corgi"), ("preference", "style", "watercolor")]),
@@ -117,7 +114,5 @@ def test_each_statement_of_a_sentence_is_read(text, expected):
     assert sorted(read(text)) == sorted(expected)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a value runs to the next comma or full stop, so in 'my dog Max is a "
-                   "corgi and my cat Pixel is grey' Max is remembered as 'corgi and my cat Pixel is grey'")
 def test_a_statement_joined_by_and_does_not_swallow_the_next_one():
     assert ("fact", "max", "corgi") in read("my dog Max is a corgi and my cat Pixel is grey")
