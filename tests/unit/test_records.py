@@ -213,26 +213,6 @@ def test_the_sync_producers_give_their_reasons_a_kind():
 
 # Wire compatibility ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sentence, stage, kind", [
-    ("search: search budget exhausted (8 queries per request); not searched: g3", "searcher", "search_budget"),
-    ("search: no search backend configured", "searcher", "no_search_backend"),
-    ("search backend serpapi failed for g1: timeout", "searcher", "search_failed"),
-    ("search: reading a result page failed for g1: ConnectError", "searcher", "page_read_failed"),
-    ("planner: model unavailable (timeout): heuristic fallback", "planner", "llm_fallback"),
-    ("enricher: model wrote an empty prompt: heuristic fallback", "enricher", "llm_fallback"),
-    ("planner: kept the valid part of the model's answer; dropped: g9", "planner", "llm_partial"),
-    ("memory unavailable: ConnectionError: refused", "planner", "memory_unavailable"),
-    ("critic: no readable draft to show the model", "critic", "no_readable_draft"),
-    ("memory: result not remembered: ConnectionError", "publisher", "not_remembered"),
-    ("generator failed", "generator", "stage_failed"),
-    ("critic timed out", "critic", "timeout"),
-    ("something new", "unknown", "other"),
-])
-def test_an_older_workers_sentence_still_reads_as_a_typed_reason(sentence, stage, kind):
-    reason = Degraded.model_validate(sentence)
-    assert (reason.stage, reason.kind, reason.detail) == (stage, kind, sentence)
-
-
 def test_a_message_from_an_older_worker_parses_and_a_newer_kind_is_kept_as_other():
     old = {"request_id": "r-1", "user_id": "alice", "request": REQUEST.model_dump(mode="json"),
            "degraded": ["memory unavailable: ConnectionError: refused"]}

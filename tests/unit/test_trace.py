@@ -38,6 +38,20 @@ def test_a_missing_kind_is_an_error_not_other():
     ("critic timed out", "critic", "timeout"),
     ("generator failed", "generator", "stage_failed"),
     ("Something nobody classified", "unknown", "other"),
+    # What the producers of this version write, read back as an older worker's sentence would be.
+    ("search: search budget exhausted (8 queries per request); not searched: g3", "searcher", "search_budget"),
+    ("search: no search backend configured", "searcher", "no_search_backend"),
+    ("search backend serpapi failed for g1: timeout", "searcher", "search_failed"),
+    ("search: reading a result page failed for g1: ConnectError", "searcher", "page_read_failed"),
+    ("planner: model unavailable (timeout): heuristic fallback", "planner", "llm_fallback"),
+    ("enricher: model wrote an empty prompt: heuristic fallback", "enricher", "llm_fallback"),
+    ("planner: kept the valid part of the model's answer; dropped: g9", "planner", "llm_partial"),
+    ("memory unavailable: ConnectionError: refused", "planner", "memory_unavailable"),
+    ("critic: no readable draft to show the model", "critic", "no_readable_draft"),
+    ("memory: result not remembered: ConnectionError", "publisher", "not_remembered"),
+    ("generator failed", "generator", "stage_failed"),
+    ("critic timed out", "critic", "timeout"),
+    ("something new", "unknown", "other"),
 ])
 def test_an_older_workers_sentence_is_read_with_its_stage_and_kind(sentence, stage, kind):
     reason = Degraded.model_validate(sentence)
