@@ -16,7 +16,7 @@ from cli.run import run, submit, worker
 from cli.schemas import schemas
 from infra.settings import Settings, SettingsError
 from streams.local import LocalServiceError
-from ui.command import ui_command  # imports nothing of the web stack until it runs
+from cli.ui import ui_command  # imports nothing of the web stack until it runs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

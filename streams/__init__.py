@@ -1,1 +1,2 @@
-"""Wiring: the Faust app, the CLI and the embedded broker. The only place that builds backends from settings."""
+"""The wiring: the topology table, the Faust apps built from it, the stage processor, backend choice (the only
+place that builds backends from settings), the clients of the topics and the embedded services."""

@@ -29,7 +29,7 @@ COVERED_BY = {
     "streams.dlq": ("tests/integration/test_dlq_cli.py", '"dlq"'),
     "streams.watchdog": ("tests/integration/test_watchdog.py", "watchdog"),
     # The commands: run as a user runs them, in a subprocess, so no suite imports them.
-    "cli.common": ("tests/ui/test_command.py", "cli.common"),
+    "cli.common": ("tests/ui/test_ui_command.py", "cli.common"),
     "cli.run": ("tests/e2e/test_cli.py", '_gapstream("run"'),
     "cli.memory": ("tests/e2e/test_cli.py", '_gapstream("memory", "add"'),
     "cli.answer": ("tests/e2e/test_cli.py", '_gapstream("answer"'),

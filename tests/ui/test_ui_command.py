@@ -4,7 +4,7 @@ import pytest
 
 from cli.common import CliError
 from cli.main import main
-from ui import command
+from cli import ui as command
 from ui.auth import principal_for, user_token
 
 
