@@ -100,9 +100,9 @@ async def open_backends(settings: Settings, redis_url: str, needs: frozenset[str
     text_to_image = None
     if "text_to_image" in needs:
         text_to_image = overrides.text_to_image or await asyncio.to_thread(load_text_to_image, settings)
-    llm, vlm = build_llms(settings)
-    llm = (overrides.llm or llm) if "llm" in needs else None
-    vlm = (overrides.vlm or vlm) if "vlm" in needs else None
+    # Only the models a stage here uses, and none the caller overrides: an unused client would never be closed.
+    llm = (overrides.llm or build_llm(settings, settings.llm_model)) if "llm" in needs else None
+    vlm = (overrides.vlm or build_llm(settings, settings.vlm_model)) if "vlm" in needs else None
     return Backends(
         settings=settings,
         redis=client,
@@ -166,19 +166,20 @@ def load_text_to_image(settings: Settings) -> TextToImage:
     )
 
 
+def build_llm(settings: Settings, model: Optional[str]) -> Optional[StructuredLLM]:
+    """The OpenAI-compatible endpoint's `model`, or None when no model is configured."""
+    if not model:
+        return None
+    from infra.llm import OpenAICompatibleLLM  # the `llm` extra only when a model is configured
+
+    return OpenAICompatibleLLM(model, base_url=settings.openai_base_url, api_key=settings.openai_api_key,
+                               timeout_s=settings.llm_timeout_s, retries=settings.llm_retries,
+                               max_tokens=settings.llm_max_tokens)
+
+
 def build_llms(settings: Settings) -> tuple[Optional[StructuredLLM], Optional[StructuredLLM]]:
     """(text model, vision model) from settings; None where that model is not configured."""
-
-    def make(model: Optional[str]) -> Optional[StructuredLLM]:
-        if not model:
-            return None
-        from infra.llm import OpenAICompatibleLLM  # the `llm` extra only when a model is configured
-
-        return OpenAICompatibleLLM(model, base_url=settings.openai_base_url, api_key=settings.openai_api_key,
-                                   timeout_s=settings.llm_timeout_s, retries=settings.llm_retries,
-                                   max_tokens=settings.llm_max_tokens)
-
-    return make(settings.llm_model), make(settings.vlm_model)
+    return build_llm(settings, settings.llm_model), build_llm(settings, settings.vlm_model)
 
 
 def build_embedder(settings: Settings) -> Optional[Embedder]:
