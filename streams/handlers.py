@@ -110,8 +110,7 @@ def searcher(backends: Backends) -> Handlers:
 
     async def handle(record: Any) -> Sequence[BaseModel]:
         found = await search(record)
-        # Records accumulate searches: only those this message added are new (a GapsRecord has none yet).
-        metrics.observe_searches(found.searches[len(getattr(record, "searches", None) or ()):])
+        metrics.observe_searches(found.searches)  # a gaps record carries none yet: all are this message's
         return [found]
 
     return {GAPS: handle}
