@@ -59,7 +59,10 @@ class FakeMemoryStore:
     async def put_turn(self, user_id: str, request_id: str, turn_json: str, expires_at: str) -> bool:
         if self.fail:
             raise self.fail
-        return self.turns.setdefault((user_id, request_id), turn_json) == turn_json
+        if (user_id, request_id) in self.turns:
+            return False  # a redelivered result: the first turn stays
+        self.turns[(user_id, request_id)] = turn_json
+        return True
 
     @property
     def turns(self) -> dict:

@@ -10,7 +10,6 @@ import pytest
 
 from infra.settings import Settings
 from streams.backends import BackendOverrides, open_backends
-from tests.unit.fakes import FakeEmbedder
 
 # Nothing listens here: building the Redis client connects to nothing until a command is sent.
 REDIS_URL = "redis://127.0.0.1:9/0"
@@ -78,9 +77,3 @@ def test_choosing_backends_imports_no_model_library():
            "'transformers', 'openai') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-def test_fake_embedder_is_an_embedder():  # the stand-in other unit tests inject through the same port
-    from agents.ports import Embedder
-
-    assert isinstance(FakeEmbedder(), Embedder)
